@@ -1,0 +1,36 @@
+"""labkit: the plumbing behind the onnx-labkit lessons (comparing, inspecting, drawing, exercises).
+
+The techniques themselves (export calls, symbolics, onnx.helper graphs) live in the notebooks.
+Names are imported lazily, so `labkit doctor` still starts when onnx or torch is broken.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "make_session": "backends", "prepare_inputs": "backends", "run_onnx": "backends", "run_torch": "backends",
+    "Comparison": "compare", "compare_models": "compare", "compare_outputs": "compare",
+    "compare_with_torch": "compare",
+    "draw_graph": "graph",
+    "load_image": "images", "psnr": "images", "show_images": "images",
+    "op_counts": "inspect", "summarize": "inspect",
+    "input_specs": "models", "load_model": "models", "output_specs": "models",
+    "expect_error": "notebook", "short_warnings": "notebook",
+    "artifacts_dir": "paths", "data_path": "paths", "display_path": "paths", "repo_root": "paths",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'labkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,136 @@
+"""Running one model on several backends: PyTorch, ONNX Runtime, and the onnx reference evaluator."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+
+from .models import ModelLike, TensorSpec, input_specs, load_model, output_specs
+
+__all__ = ["BACKENDS", "make_session", "prepare_inputs", "run_onnx", "run_torch", "to_numpy"]
+
+BACKENDS = ("onnxruntime", "reference")
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A numpy array from a numpy array, a torch tensor (detached, on CPU) or a Python number/list."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def make_session(model: ModelLike, *, providers: Sequence[str] = ("CPUExecutionProvider",),
+                 threads: int | None = None, options=None):
+    """An `onnxruntime.InferenceSession` with explicit providers (ORT asks for them since 1.9)."""
+    import onnxruntime as ort
+
+    if options is None:
+        options = ort.SessionOptions()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        options.intra_op_num_threads = threads
+    if isinstance(model, onnx.ModelProto):
+        source = model.SerializeToString()
+    else:
+        load_model(model, load_external_data=False)  # clear errors for missing / non-ONNX files
+        source = str(model)
+    return ort.InferenceSession(source, sess_options=options, providers=list(providers))
+
+
+def _hint_for_rank(spec: TensorSpec, shape: tuple) -> str:
+    if len(shape) + 1 == len(spec.shape):
+        return ": add a batch dimension (x[None])"
+    if len(shape) == len(spec.shape) + 1 and shape[0] == 1:
+        return ": drop the extra leading dimension (x[0])"
+    return ""
+
+
+def _check_one(spec: TensorSpec, array: np.ndarray) -> None:
+    if spec.shape and len(array.shape) != len(spec.shape):
+        raise ValueError(
+            f"input '{spec.name}' expects rank {len(spec.shape)} {spec.shape_text()}, "
+            f"got shape {tuple(array.shape)}{_hint_for_rank(spec, array.shape)}"
+        )
+    for axis, (want, got) in enumerate(zip(spec.shape, array.shape)):
+        if isinstance(want, int) and want != got:
+            raise ValueError(
+                f"input '{spec.name}' expects shape {spec.shape_text()}, got {tuple(array.shape)}: "
+                f"dim {axis} is fixed at {want} in the model; export with that dim dynamic "
+                "(dynamic_axes / dynamic_shapes) to accept other sizes"
+            )
+    if spec.dtype is not None and array.dtype != spec.dtype:
+        raise ValueError(
+            f"input '{spec.name}' expects {spec.dtype}, got {array.dtype}: "
+            f"convert with x.astype(np.{spec.dtype}) (or tensor.to(torch.{_torch_name(spec.dtype)}))"
+        )
+
+
+def _torch_name(dtype: np.dtype) -> str:
+    return {"float32": "float32", "float64": "float64", "float16": "float16", "int64": "int64",
+            "int32": "int32", "bool": "bool", "uint8": "uint8", "int8": "int8"}.get(str(dtype), str(dtype))
+
+
+def prepare_inputs(model: ModelLike, inputs: Any) -> dict[str, np.ndarray]:
+    """Feed dict for `model`: from a dict by name, a sequence in order, or one array; checked against the model."""
+    specs = input_specs(model)
+    names = [s.name for s in specs]
+    if isinstance(inputs, Mapping):
+        unknown = [k for k in inputs if k not in names]
+        if unknown:
+            raise ValueError(f"model has no input {unknown[0]!r}; its inputs are: {', '.join(map(repr, names))}")
+        missing = [n for n in names if n not in inputs]
+        if missing:
+            raise ValueError(f"missing input {missing[0]!r}; the model expects: {', '.join(map(repr, names))}")
+        arrays = {k: to_numpy(inputs[k]) for k in names}
+    else:
+        values = list(inputs) if isinstance(inputs, (tuple, list)) else [inputs]
+        if len(values) != len(names):
+            raise ValueError(
+                f"model expects {len(names)} input(s) ({', '.join(map(repr, names))}), got {len(values)}: "
+                "pass a dict {name: array} or a tuple in that order"
+            )
+        arrays = {n: to_numpy(v) for n, v in zip(names, values)}
+    for spec in specs:
+        _check_one(spec, arrays[spec.name])
+    return arrays
+
+
+def run_onnx(model: ModelLike, inputs: Any, *, backend: str = "onnxruntime", session=None) -> dict[str, np.ndarray]:
+    """Run `model` on one backend and return its outputs by name, in graph order."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    feeds = prepare_inputs(model, inputs)
+    names = [s.name for s in output_specs(model)]
+    if backend == "onnxruntime":
+        session = session or make_session(model)
+        values = session.run(names, feeds)
+    else:
+        from onnx.reference import ReferenceEvaluator
+
+        values = ReferenceEvaluator(load_model(model)).run(names, feeds)
+    return dict(zip(names, (np.asarray(v) for v in values)))
+
+
+def _flatten(value: Any) -> list:
+    if isinstance(value, (tuple, list)):
+        return [leaf for item in value for leaf in _flatten(item)]
+    if isinstance(value, Mapping):
+        return [leaf for item in value.values() for leaf in _flatten(item)]
+    return [value]
+
+
+def run_torch(torch_model, inputs: Any) -> list[np.ndarray]:
+    """Run a torch module (in eval mode, without grad) and return its outputs flattened to numpy arrays."""
+    import torch
+
+    args = tuple(inputs.values()) if isinstance(inputs, Mapping) else (
+        tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,))
+    args = tuple(torch.as_tensor(a) if isinstance(a, np.ndarray) else a for a in args)
+    if isinstance(torch_model, torch.nn.Module):
+        torch_model.eval()
+    with torch.no_grad():
+        result = torch_model(*args)
+    return [to_numpy(v) for v in _flatten(result)]

@@ -1,0 +1,210 @@
+"""`labkit doctor`: is this environment able to run the lessons? Names the fix for the known traps."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+
+__all__ = ["Check", "run_checks", "format_checks", "max_onnx_opset", "max_ort_opset"]
+
+MIN_ONNXSCRIPT = (0, 6)
+FIX_PAIR = ("reinstall torch and torchvision as a matched pair from the kit's pins: "
+            "pip install -c constraints.txt --force-reinstall torch torchvision")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _parse(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("+")[0].split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def check_python() -> Check:
+    ok = sys.version_info >= (3, 10)
+    return Check("python", ok, platform.python_version(), "" if ok else "use Python 3.10 to 3.13")
+
+
+def check_import(module: str, dist: str | None = None) -> Check:
+    """Import `module`; report its distribution's version, or the first line of the import error."""
+    dist = dist or module
+    try:
+        importlib.import_module(module)
+    except Exception as error:  # any import failure is a finding, not a crash of the doctor
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        version = _version(dist)
+        fix = f"pip install -c constraints.txt {dist}"
+        return Check(module, False, f"{dist} {version or 'not installed'}: {type(error).__name__}: {first}", fix)
+    return Check(module, True, _version(dist) or "?")
+
+
+def check_torchvision() -> Check:
+    """torchvision's compiled ops must match torch's build (the classic CPU-torch + CUDA-torchvision trap)."""
+    result = check_import("torchvision")
+    if result.ok or _version("torchvision") is None:
+        return result
+    torch_version, vision_version = _version("torch"), _version("torchvision")
+    return Check("torchvision", False,
+                 f"torchvision {vision_version} cannot load its compiled ops with torch {torch_version}: {result.detail.split(': ', 1)[-1]}",
+                 FIX_PAIR)
+
+
+def check_onnxscript() -> Check:
+    """The default (dynamo) exporter needs onnxscript >= 0.6."""
+    version = _version("onnxscript")
+    if version is None:
+        return Check("onnxscript", False, "not installed (torch.onnx.export(dynamo=True) needs it)",
+                     "pip install -c constraints.txt 'onnxscript>=0.6'")
+    if _parse(version) < MIN_ONNXSCRIPT:
+        return Check("onnxscript", False, f"{version} is older than 0.6, which today's exporter needs",
+                     "pip install -c constraints.txt --upgrade 'onnxscript>=0.6'")
+    return check_import("onnxscript")
+
+
+def max_onnx_opset() -> int:
+    """The newest ai.onnx opset the installed onnx package knows."""
+    import onnx
+
+    return onnx.defs.onnx_opset_version()
+
+
+def _identity_model(opset: int):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    opset_id = helper.make_opsetid("", opset)
+    return helper.make_model(graph, opset_imports=[opset_id],
+                             ir_version=helper.find_min_ir_version_for([opset_id]))
+
+
+def max_ort_opset() -> int:
+    """The newest ai.onnx opset ONNX Runtime loads, found by loading a one-node model at each opset."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    for opset in range(max_onnx_opset(), 6, -1):
+        try:
+            ort.InferenceSession(_identity_model(opset).SerializeToString(), options,
+                                 providers=["CPUExecutionProvider"])
+            return opset
+        except Exception:
+            continue
+    return 0
+
+
+def check_opsets() -> Check:
+    try:
+        onnx_max, ort_max = max_onnx_opset(), max_ort_opset()
+    except Exception as error:
+        return Check("opsets", False, f"cannot query opsets: {error}", "fix onnx / onnxruntime first")
+    return Check("opsets", ort_max > 0, f"onnx knows up to {onnx_max}, onnxruntime loads up to {ort_max}")
+
+
+def check_providers() -> Check:
+    import onnxruntime as ort
+
+    providers = ort.get_available_providers()
+    ok = "CPUExecutionProvider" in providers
+    return Check("ORT providers", ok, ", ".join(providers), "" if ok else "reinstall onnxruntime")
+
+
+def check_exporters() -> Check:
+    """Export a tiny model with both exporters and run each in ONNX Runtime: the lessons' core path."""
+    import io
+    import warnings
+
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()).eval()
+    x = torch.randn(2, 4)
+    expected = model(x).detach().numpy()
+    verdicts = []
+    for dynamo in (False, True):
+        label = "default (dynamo)" if dynamo else "legacy"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                buffer = io.BytesIO()
+                program = torch.onnx.export(model, (x,), dynamo=dynamo, verbose=False,
+                                            **({} if dynamo else {"f": buffer}))
+                data = program.model_proto.SerializeToString() if dynamo else buffer.getvalue()
+            session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+            got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+            if not np.allclose(got, expected, atol=1e-5):
+                return Check("exporters", False, f"{label} export runs but disagrees with torch",
+                             "report this: versions in the table above")
+            verdicts.append(f"{label} OK")
+        except Exception as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            return Check("exporters", False, f"{label} export failed: {type(error).__name__}: {first[:120]}",
+                         "pip install -c constraints.txt torch onnx onnxscript onnxruntime")
+    return Check("exporters", True, ", ".join(verdicts))
+
+
+def run_checks(*, quick: bool = False) -> list[Check]:
+    """Every check, in an order where later ones assume earlier ones passed (and are skipped if not)."""
+    checks = [check_python(), check_import("torch"), check_torchvision(), check_import("onnx"),
+              check_import("onnxruntime"), check_onnxscript()]
+    for module, dist in [("jupyterlab", None), ("ipywidgets", None), ("nbval", None), ("matplotlib", None),
+                         ("cv2", "opencv-python-headless"), ("pygraphviz", None)]:
+        if module == "cv2" and _version("opencv-python-headless") is None and _version("opencv-python"):
+            dist = "opencv-python"
+        checks.append(check_import(module, dist))
+    core_ok = all(c.ok for c in checks if c.name in ("torch", "onnx", "onnxruntime", "onnxscript"))
+    if all(c.ok for c in checks if c.name in ("onnx", "onnxruntime")):
+        checks += [check_opsets(), check_providers()]
+    if core_ok and not quick:
+        checks.append(check_exporters())
+    return checks
+
+
+def format_checks(checks: list[Check]) -> str:
+    """An aligned `status | check | detail` table, fixes under failures, and a verdict line."""
+    width = max(len(c.name) for c in checks)
+    lines = []
+    for c in checks:
+        lines.append(f"{'OK  ' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}")
+        if not c.ok and c.fix:
+            lines.append(f"      {'':<{width}}  fix: {c.fix}")
+    failed = [c.name for c in checks if not c.ok]
+    lines.append("environment OK: every lesson can run" if not failed else
+                 f"environment BROKEN: {', '.join(failed)} (see the fixes above)")
+    return "\n".join(lines)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="skip the export round trip (about 5 s)")
+
+
+def main(args: argparse.Namespace) -> int:
+    checks = run_checks(quick=args.quick)
+    print(format_checks(checks))
+    return 0 if all(c.ok for c in checks) else 1

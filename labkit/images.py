@@ -1,0 +1,50 @@
+"""Loading and showing images for the lessons (OpenCV reads BGR; everything here is RGB)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["load_image", "show_images", "psnr"]
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """An RGB uint8 array of shape (H, W, 3) from an image file, with a clear error if it cannot be read."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no image at '{path}': check the name (shipped images are in data/)")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"'{path.name}' is not an image OpenCV can read (PNG, JPEG, BMP, ...)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def show_images(images: Mapping[str, np.ndarray], *, size: float = 3.5, pixelated: bool = False):
+    """Show images side by side with their titles; returns the matplotlib figure (PNG, not compared by nbval)."""
+    import matplotlib.pyplot as plt
+
+    if not images:
+        raise ValueError("give at least one image: show_images({'title': array, ...})")
+    fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size), squeeze=False)
+    for ax, (title, image) in zip(axes[0], images.items()):
+        array = np.asarray(image)
+        ax.imshow(array, interpolation="nearest" if pixelated else "antialiased",
+                  cmap="gray" if array.ndim == 2 else None)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    plt.show()
+    return fig
+
+
+def psnr(reference: np.ndarray, image: np.ndarray, *, peak: float = 255.0) -> float:
+    """Peak signal-to-noise ratio in dB between two arrays of the same shape (higher is closer)."""
+    reference = np.asarray(reference, dtype=np.float64)
+    image = np.asarray(image, dtype=np.float64)
+    if reference.shape != image.shape:
+        raise ValueError(f"images differ in shape: {reference.shape} vs {image.shape}; crop or resize first")
+    mse = float(np.mean((reference - image) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(peak**2 / mse)

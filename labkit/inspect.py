@@ -1,0 +1,89 @@
+"""A stable text summary of an ONNX model: what a learner checks first after an export."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from .models import ModelLike, TensorSpec, input_specs, load_model, output_specs
+
+__all__ = ["ModelSummary", "summarize", "op_counts"]
+
+
+def op_counts(model: ModelLike) -> Counter:
+    """How many nodes of each op type the main graph holds (subgraphs of Loop/If not counted)."""
+    proto = load_model(model, load_external_data=False)
+    return Counter(node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+                   for node in proto.graph.node)
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _initializer_stats(proto: onnx.ModelProto) -> tuple[int, int, int]:
+    count = values = nbytes = 0
+    for init in proto.graph.initializer:
+        count += 1
+        n = int(np.prod(init.dims)) if len(init.dims) else 1
+        values += n
+        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
+        nbytes += n * itemsize
+    return count, values, nbytes
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """The facts `summarize` reports; `print()` or display it for the text form."""
+
+    ir_version: int
+    opsets: dict
+    inputs: list
+    outputs: list
+    ops: Counter
+    initializers: int
+    parameters: int
+    parameter_bytes: int
+
+    @property
+    def node_count(self) -> int:
+        return sum(self.ops.values())
+
+    def __repr__(self) -> str:
+        opsets = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in sorted(self.opsets.items()))
+        io = self.inputs + self.outputs
+        width = max((len(s.name) for s in io), default=0)
+
+        def line(spec: TensorSpec) -> str:
+            return f"    {spec.name:<{width}}  {str(spec.dtype):<8} {spec.shape_text()}"
+
+        ops = ", ".join(f"{op} {n}" for op, n in sorted(self.ops.items(), key=lambda kv: (-kv[1], kv[0])))
+        lines = [f"IR version {self.ir_version}, opsets: {opsets}",
+                 f"inputs ({len(self.inputs)}):", *map(line, self.inputs),
+                 f"outputs ({len(self.outputs)}):", *map(line, self.outputs),
+                 f"nodes ({self.node_count}): {ops}",
+                 f"initializers ({self.initializers}): {self.parameters:,} values, "
+                 f"{_human_bytes(self.parameter_bytes)}"]
+        return "\n".join(lines)
+
+
+def summarize(model: ModelLike) -> ModelSummary:
+    """IR version, opsets, inputs/outputs with symbolic dims, op counts and initializer sizes."""
+    proto = load_model(model, load_external_data=False)
+    count, values, nbytes = _initializer_stats(proto)
+    return ModelSummary(
+        ir_version=proto.ir_version,
+        opsets={imp.domain: imp.version for imp in proto.opset_import},
+        inputs=input_specs(proto),
+        outputs=output_specs(proto),
+        ops=op_counts(proto),
+        initializers=count,
+        parameters=values,
+        parameter_bytes=nbytes,
+    )

@@ -1,0 +1,65 @@
+"""Notebook plumbing: expected errors that never stop Run All, and warnings without machine paths."""
+from __future__ import annotations
+
+import re
+import warnings
+from types import TracebackType
+
+__all__ = ["expect_error", "ExpectedError", "short_warnings"]
+
+
+class ExpectedError:
+    """Context manager: the block must raise one of `types`; its first line is printed and the cell goes on.
+
+    A block that raises nothing fails loudly (AssertionError), so the lesson's claim is tested.
+    Any other exception type propagates unchanged.
+    """
+
+    def __init__(self, *types: type[BaseException], match: str | None = None, show: bool = True):
+        if not types:
+            raise ValueError("name the exception type(s) the block must raise, e.g. expect_error(TypeError)")
+        self.types = types
+        self.match = match
+        self.show = show
+        self.error: BaseException | None = None
+
+    @property
+    def message(self) -> str:
+        """First line of the caught error's message ('' before anything was caught)."""
+        if self.error is None:
+            return ""
+        text = str(self.error).strip()
+        return text.splitlines()[0] if text else ""
+
+    def __enter__(self) -> "ExpectedError":
+        return self
+
+    def __exit__(self, exc_type, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        names = " or ".join(t.__name__ for t in self.types)
+        if exc is None:
+            raise AssertionError(f"expected {names}, but the block ran without error")
+        if not isinstance(exc, self.types):
+            return False
+        self.error = exc
+        if self.match is not None and not re.search(self.match, str(exc)):
+            raise AssertionError(
+                f"{type(exc).__name__} was raised, but its message does not match {self.match!r}: {self.message}"
+            ) from exc
+        if self.show:
+            print(f"{type(exc).__name__} (expected): {self.message}")
+        return True
+
+
+def expect_error(*types: type[BaseException], match: str | None = None, show: bool = True) -> ExpectedError:
+    """`with expect_error(TypeError): ...` — catch exactly that error, print its first line, fail if absent."""
+    return ExpectedError(*types, match=match, show=show)
+
+
+def _format_short(message, category, filename, lineno, line=None) -> str:
+    text = str(message).strip().splitlines()
+    return f"{category.__name__}: {text[0] if text else ''}\n"
+
+
+def short_warnings() -> None:
+    """Print warnings as `Category: first line`, without the file path and source line of the emitter."""
+    warnings.formatwarning = _format_short
