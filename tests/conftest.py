@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny ONNX models built by hand, so most unit tests need no exporter."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+
+def make_affine_model(batch: int | str = "N") -> onnx.ModelProto:
+    """y = relu(x @ W + b) with x: [batch, 4] float32, W: [4, 3]; a fixed, checkable function."""
+    weight = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3) / 10, "W")
+    bias = numpy_helper.from_array(np.array([-1.0, 0.0, 1.0], dtype=np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["z"]),
+         helper.make_node("Relu", ["z"], ["y"])],
+        "affine",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])],
+        initializer=[weight, bias],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    return model
+
+
+def affine_numpy(x: np.ndarray) -> np.ndarray:
+    weight = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+    return np.maximum(x @ weight + np.array([-1.0, 0.0, 1.0], dtype=np.float32), 0)
+
+
+@pytest.fixture
+def affine_model() -> onnx.ModelProto:
+    return make_affine_model()
+
+
+@pytest.fixture
+def affine_path(tmp_path, affine_model):
+    path = tmp_path / "affine.onnx"
+    onnx.save(affine_model, path)
+    return path
+
+
+@pytest.fixture
+def static_affine_path(tmp_path):
+    path = tmp_path / "affine_bs2.onnx"
+    onnx.save(make_affine_model(batch=2), path)
+    return path

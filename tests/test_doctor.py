@@ -1,0 +1,70 @@
+"""labkit doctor: right on this environment, and names the fix for the known traps."""
+import builtins
+from importlib import metadata
+
+import pytest
+
+from labkit import doctor
+from labkit.cli import main as cli_main
+
+
+def test_this_environment_is_healthy_including_both_exporters():
+    checks = doctor.run_checks()
+    assert all(c.ok for c in checks), doctor.format_checks(checks)
+    assert any(c.name == "exporters" and "legacy OK, default (dynamo) OK" in c.detail for c in checks)
+
+
+def test_onnxruntime_loads_at_least_the_default_export_opset():
+    assert doctor.max_ort_opset() >= 20
+    assert doctor.max_onnx_opset() >= doctor.max_ort_opset()
+
+
+def test_torchvision_built_for_another_torch_is_diagnosed_with_the_fix(monkeypatch):
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "torchvision":
+            raise RuntimeError("operator torchvision::nms does not exist")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.delitem(__import__("sys").modules, "torchvision", raising=False)
+    check = doctor.check_torchvision()
+    assert not check.ok
+    assert "cannot load its compiled ops with torch" in check.detail
+    assert "operator torchvision::nms does not exist" in check.detail
+    assert check.fix == doctor.FIX_PAIR
+
+
+@pytest.mark.parametrize("installed, expected", [(None, "not installed"), ("0.5.7", "older than 0.6")])
+def test_missing_or_old_onnxscript_is_reported_with_an_install_command(monkeypatch, installed, expected):
+    real_version = metadata.version
+
+    def fake_version(dist):
+        if dist == "onnxscript":
+            if installed is None:
+                raise metadata.PackageNotFoundError(dist)
+            return installed
+        return real_version(dist)
+
+    monkeypatch.setattr(doctor.metadata, "version", fake_version)
+    check = doctor.check_onnxscript()
+    assert not check.ok and expected in check.detail
+    assert "onnxscript>=0.6" in check.fix
+
+
+def test_report_ends_with_a_verdict_and_lists_fixes_under_failures():
+    text = doctor.format_checks([doctor.Check("torch", True, "2.15.0"),
+                                 doctor.Check("onnxscript", False, "not installed", "pip install onnxscript")])
+    assert text.splitlines() == [
+        "OK    torch       2.15.0",
+        "FAIL  onnxscript  not installed",
+        "                  fix: pip install onnxscript",
+        "environment BROKEN: onnxscript (see the fixes above)",
+    ]
+
+
+def test_doctor_command_exits_non_zero_when_a_check_fails(monkeypatch, capsys):
+    monkeypatch.setattr(doctor, "run_checks", lambda quick: [doctor.Check("torch", False, "broken", "reinstall")])
+    assert cli_main(["doctor", "--quick"]) == 1
+    assert "environment BROKEN: torch" in capsys.readouterr().out

@@ -1,0 +1,75 @@
+"""labkit.notebook and labkit.paths: expected errors, short warnings, stable paths."""
+import warnings
+
+import pytest
+
+import labkit
+from labkit.notebook import _format_short
+
+
+def test_expect_error_prints_the_first_line_and_lets_the_cell_go_on(capsys):
+    with labkit.expect_error(ValueError) as caught:
+        raise ValueError("bad shape\nsecond line with details")
+    assert capsys.readouterr().out == "ValueError (expected): bad shape\n"
+    assert caught.message == "bad shape"
+    assert isinstance(caught.error, ValueError)
+
+
+def test_expect_error_fails_when_nothing_is_raised():
+    with pytest.raises(AssertionError, match="expected TypeError or KeyError, but the block ran without error"):
+        with labkit.expect_error(TypeError, KeyError):
+            pass
+
+
+def test_expect_error_lets_other_exception_types_through():
+    with pytest.raises(KeyError):
+        with labkit.expect_error(ValueError):
+            raise KeyError("not the one we expected")
+
+
+def test_expect_error_checks_the_message_when_asked():
+    with pytest.raises(AssertionError, match="does not match 'opset'"):
+        with labkit.expect_error(RuntimeError, match="opset"):
+            raise RuntimeError("something else")
+
+
+def test_expect_error_needs_at_least_one_type():
+    with pytest.raises(ValueError, match="name the exception type"):
+        labkit.expect_error()
+
+
+def test_short_warnings_drop_the_file_path_and_source_line():
+    text = _format_short(UserWarning("careful\nmore"), UserWarning, "/very/long/path.py", 12, "code()")
+    assert text == "UserWarning: careful\n"
+
+
+def test_short_warnings_install_the_short_format():
+    saved = warnings.formatwarning
+    try:
+        labkit.short_warnings()
+        assert warnings.formatwarning is _format_short
+    finally:
+        warnings.formatwarning = saved
+
+
+def test_artifacts_dir_is_created_under_the_checkout():
+    path = labkit.artifacts_dir("99_unit_test")
+    try:
+        assert path.is_dir()
+        assert labkit.display_path(path) == "artifacts/99_unit_test"
+    finally:
+        path.rmdir()
+
+
+def test_artifacts_dir_rejects_paths():
+    with pytest.raises(ValueError, match="notebook stem"):
+        labkit.artifacts_dir("../elsewhere")
+
+
+def test_data_path_lists_shipped_files_when_a_name_is_wrong():
+    with pytest.raises(FileNotFoundError, match="no file 'nope.png' in data/; shipped files: .*images"):
+        labkit.data_path("nope.png")
+
+
+def test_display_path_of_a_file_outside_the_checkout_is_its_name(tmp_path):
+    assert labkit.display_path(tmp_path / "model.onnx") == "model.onnx"
