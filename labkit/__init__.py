@@ -13,6 +13,7 @@ _EXPORTS = {
     "make_session": "backends", "prepare_inputs": "backends", "run_onnx": "backends", "run_torch": "backends",
     "Comparison": "compare", "compare_models": "compare", "compare_outputs": "compare",
     "compare_with_torch": "compare",
+    "find_divergence": "debug", "module_boundaries": "debug", "expose_intermediates": "debug",
     "draw_graph": "graph",
     "load_image": "images", "psnr": "images", "show_images": "images",
     "op_counts": "inspect", "summarize": "inspect",
