@@ -8,6 +8,8 @@ STAMP  := $(VENV)/.labkit-installed
 PORT   ?= 8888
 # Jupyter refuses to run as root (containers, cloud VMs) unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+# Tools installed in the venv (ninja for C++ extensions, jupyter) must be found by the kernels too.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup lab test doctor refresh student clean
 

@@ -18,7 +18,7 @@ _EXPORTS = {
     "load_image": "images", "psnr": "images", "show_images": "images",
     "op_counts": "inspect", "summarize": "inspect",
     "input_specs": "models", "load_model": "models", "output_specs": "models",
-    "expect_error": "notebook", "short_warnings": "notebook",
+    "expect_error": "notebook", "short_warnings": "notebook", "hide_native_stdout": "notebook",
     "artifacts_dir": "paths", "data_path": "paths", "display_path": "paths", "repo_root": "paths",
 }
 

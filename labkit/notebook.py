@@ -1,11 +1,14 @@
 """Notebook plumbing: expected errors that never stop Run All, and warnings without machine paths."""
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import sys
 import warnings
 from types import TracebackType
 
-__all__ = ["expect_error", "ExpectedError", "short_warnings"]
+__all__ = ["expect_error", "ExpectedError", "short_warnings", "hide_native_stdout"]
 
 
 class ExpectedError:
@@ -63,3 +66,23 @@ def _format_short(message, category, filename, lineno, line=None) -> str:
 def short_warnings() -> None:
     """Print warnings as `Category: first line`, without the file path and source line of the emitter."""
     warnings.formatwarning = _format_short
+
+
+@contextlib.contextmanager
+def hide_native_stdout():
+    """Discard what C/C++ code writes straight to file descriptor 1 inside the block.
+
+    The legacy exporter's C++ core dumps its half-built graph (full of file paths) to the process's
+    stdout when an export fails; Python-level output is unaffected outside the block.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -73,3 +73,12 @@ def test_data_path_lists_shipped_files_when_a_name_is_wrong():
 
 def test_display_path_of_a_file_outside_the_checkout_is_its_name(tmp_path):
     assert labkit.display_path(tmp_path / "model.onnx") == "model.onnx"
+
+
+def test_hide_native_stdout_swallows_file_descriptor_output_only_inside_the_block(capfd):
+    import os
+
+    with labkit.hide_native_stdout():
+        os.write(1, b"native dump\n")
+    os.write(1, b"after\n")
+    assert capfd.readouterr().out == "after\n"
