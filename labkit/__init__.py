@@ -19,6 +19,7 @@ _EXPORTS = {
     "op_counts": "inspect", "summarize": "inspect",
     "input_specs": "models", "load_model": "models", "output_specs": "models",
     "expect_error": "notebook", "short_warnings": "notebook", "hide_native_stdout": "notebook",
+    "capture_native_stdout": "notebook",
     "artifacts_dir": "paths", "data_path": "paths", "display_path": "paths", "repo_root": "paths",
 }
 

@@ -10,6 +10,7 @@ COMMANDS = {
     "doctor": ("labkit.doctor", "check the installed stack and name the fix for known problems"),
     "run": ("labkit.runner", "execute notebooks in order (--inplace refreshes committed outputs)"),
     "student-copy": ("labkit.student", "write student notebooks with solutions replaced by stubs"),
+    "fetch-weights": ("labkit.imagenet", "download AlexNet's ImageNet weights into torch's hub cache (needs internet)"),
 }
 
 
@@ -17,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labkit", description="onnx-labkit: lessons on PyTorch -> ONNX -> ONNX Runtime")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text)
+        escaped = help_text.replace("%", "%%")  # argparse formats help strings with %
+        command = sub.add_parser(name, help=escaped, description=escaped)
         importlib.import_module(module).configure(command)
         command.set_defaults(module=module)
     return parser

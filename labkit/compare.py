@@ -118,8 +118,12 @@ def compare_outputs(expected: Any, candidates: Mapping[str, Any], *, names: Sequ
 
 
 def compare_with_torch(torch_model, onnx_model: ModelLike, inputs: Any, *,
-                       backends: Sequence[str] = BACKENDS, atol: float = 1e-4, rtol: float = 1e-3) -> Comparison:
-    """Run `inputs` through PyTorch and through `onnx_model` on each backend; PyTorch is the truth."""
+                       backends: Sequence[str] = BACKENDS, atol: float = 1e-4, rtol: float = 1e-3,
+                       session=None) -> Comparison:
+    """Run `inputs` through PyTorch and through `onnx_model` on each backend; PyTorch is the truth.
+
+    Pass an existing ONNX Runtime `session` of that model to skip building one (large models).
+    """
     names = [spec.name for spec in output_specs(onnx_model)]
     expected = run_torch(torch_model, inputs)
     if len(expected) != len(names):
@@ -127,7 +131,8 @@ def compare_with_torch(torch_model, onnx_model: ModelLike, inputs: Any, *,
             f"torch model returned {len(expected)} output(s), the ONNX model has {len(names)} "
             f"({', '.join(map(repr, names))}): export the same model, or compare outputs by hand"
         )
-    candidates = {b: run_onnx(onnx_model, inputs, backend=b) for b in backends}
+    candidates = {b: run_onnx(onnx_model, inputs, backend=b, session=session if b == "onnxruntime" else None)
+                  for b in backends}
     return compare_outputs(dict(zip(names, expected)), candidates, atol=atol, rtol=rtol, expected_name="torch")
 
 

@@ -5,10 +5,11 @@ import contextlib
 import os
 import re
 import sys
+import tempfile
 import warnings
 from types import TracebackType
 
-__all__ = ["expect_error", "ExpectedError", "short_warnings", "hide_native_stdout"]
+__all__ = ["expect_error", "ExpectedError", "short_warnings", "hide_native_stdout", "capture_native_stdout"]
 
 
 class ExpectedError:
@@ -86,3 +87,27 @@ def hide_native_stdout():
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+class NativeOutput:
+    """What `capture_native_stdout` collected; `.text` is filled when the block ends."""
+
+    text = ""
+
+
+@contextlib.contextmanager
+def capture_native_stdout():
+    """Collect what C/C++ code writes to file descriptor 1 inside the block (e.g. `verbose=True` exports)."""
+    captured = NativeOutput()
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as log:
+        os.dup2(log.fileno(), 1)
+        try:
+            yield captured
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+            log.seek(0)
+            captured.text = log.read()

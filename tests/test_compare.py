@@ -71,3 +71,8 @@ def test_compare_models_uses_the_first_model_as_truth(affine_path, static_affine
     assert result
     assert "match reference model" in repr(result)
     np.testing.assert_allclose(labkit.run_onnx(affine_path, x)["y"], affine_numpy(x), rtol=1e-6)
+
+
+def test_compare_with_torch_reuses_a_given_session(affine_path):
+    session = labkit.make_session(affine_path)
+    assert labkit.compare_with_torch(Affine(), affine_path, torch.ones(2, 4), backends=["onnxruntime"], session=session)

@@ -82,3 +82,12 @@ def test_hide_native_stdout_swallows_file_descriptor_output_only_inside_the_bloc
         os.write(1, b"native dump\n")
     os.write(1, b"after\n")
     assert capfd.readouterr().out == "after\n"
+
+
+def test_capture_native_stdout_collects_file_descriptor_output(capfd):
+    import os
+
+    with labkit.capture_native_stdout() as captured:
+        os.write(1, b"graph(%x : Float)\n")
+    assert captured.text == "graph(%x : Float)\n"
+    assert capfd.readouterr().out == ""

@@ -55,3 +55,12 @@ def test_cli_reports_bad_arguments_without_a_traceback(capsys):
 def test_cli_without_a_command_prints_help(capsys):
     assert cli_main([]) == 2
     assert "doctor" in capsys.readouterr().out
+
+
+def test_every_command_appears_in_the_help_even_with_percent_signs(capsys):
+    from labkit.cli import COMMANDS
+
+    assert cli_main([]) == 2
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in out

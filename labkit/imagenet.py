@@ -1,0 +1,185 @@
+"""ImageNet plumbing shared by the lessons: the eval preprocessing, the 1000 labels, and AlexNet's weights.
+
+Nothing here downloads at import or call time. The only network access is the explicit
+`labkit fetch-weights` command, which puts AlexNet's ImageNet weights into torch's hub cache;
+`alexnet()` uses them when they are there and falls back to seeded random weights otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported inside the functions: `labkit` commands start fast
+    import torch
+
+__all__ = ["MEAN", "STD", "RESIZE", "CROP", "WEIGHTS_URL", "preprocess", "categories",
+           "weights_path", "alexnet", "fetch_weights"]
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+RESIZE = 256  # shorter side after resizing
+CROP = 224  # side of the centre crop the network sees
+# torchvision's AlexNet_Weights.IMAGENET1K_V1.url; the 8 hex digits before .pth are the start of its SHA-256.
+WEIGHTS_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+_HASH_PREFIX = "7be5be79"
+
+
+def _resize_shape(height: int, width: int, short: int) -> tuple[int, int]:
+    """torchvision's Resize(int): the shorter side becomes `short`, the longer one keeps the aspect (truncated)."""
+    if height <= width:
+        return short, int(short * width / height)
+    return int(short * height / width), short
+
+
+def _antialias_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) matrix of torch's antialiased bilinear resampling along one axis.
+
+    Each output pixel is a normalised triangle-filter average of the input pixels; the filter
+    widens with the shrink factor, which is what `antialias=True` (and PIL's BILINEAR) does.
+    """
+    scale = n_in / n_out
+    support = max(scale, 1.0)
+    weights = np.zeros((n_out, n_in), dtype=np.float64)
+    for i in range(n_out):
+        center = (i + 0.5) * scale
+        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), n_in)
+        taps = np.clip(1.0 - np.abs((np.arange(lo, hi) - center + 0.5) / support), 0.0, None)
+        weights[i, lo:hi] = taps / taps.sum()
+    return weights
+
+
+def preprocess(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> float32 (1, 3, 224, 224), as torchvision's ImageNet eval transform does.
+
+    Same steps as `AlexNet_Weights.IMAGENET1K_V1.transforms()`: resize the shorter side to 256
+    (bilinear, antialiased), centre-crop 224, scale to [0, 1], normalise with MEAN / STD, HWC -> NCHW.
+    Enlarging uses `cv2.resize(INTER_LINEAR)`, which equals torch's bilinear there; shrinking uses
+    torch's antialiasing triangle filter in numpy, because OpenCV's INTER_LINEAR does not
+    antialias (INTER_AREA is a box filter: neither matches). Agreement with torchvision applied to
+    the same pixels: float tensor path within 2e-4 (torch computes its filter weights in float32;
+    within 1e-4 on the shipped photos); uint8 tensor path within half a grey level (torchvision then rounds the
+    resized image to uint8: ~0.009 after normalisation).
+    """
+    import cv2
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB image of shape (H, W, 3), got shape {image.shape}: "
+                         "load it with labkit.load_image (grey images: cv2.cvtColor(img, cv2.COLOR_GRAY2RGB))")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels 0..255, got dtype {image.dtype}: "
+                         "pass the image as loaded (labkit.load_image), before any scaling")
+    height, width = image.shape[:2]
+    if min(height, width) < 1:
+        raise ValueError(f"the image is empty: shape {image.shape}")
+    new_h, new_w = _resize_shape(height, width, RESIZE)
+    pixels = image.astype(np.float32)
+    if new_h >= height and new_w >= width:
+        resized = cv2.resize(pixels, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    else:
+        resized = np.einsum("oh,hwc->owc", _antialias_weights(height, new_h), pixels.astype(np.float64))
+        resized = np.einsum("pw,owc->opc", _antialias_weights(width, new_w), resized).astype(np.float32)
+    top, left = int(round((new_h - CROP) / 2.0)), int(round((new_w - CROP) / 2.0))
+    crop = resized[top:top + CROP, left:left + CROP] / np.float32(255.0)
+    normalised = (crop - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def categories() -> list[str]:
+    """The 1000 ImageNet class names in output order (from torchvision's weights metadata: no download)."""
+    from torchvision.models import AlexNet_Weights
+
+    return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def weights_path() -> Path:
+    """Where torch's hub cache keeps AlexNet's ImageNet weights (`$TORCH_HOME/hub/checkpoints/...`)."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_URL.rsplit("/", 1)[-1]
+
+
+def alexnet(seed: int = 0) -> tuple[torch.nn.Module, bool]:
+    """torchvision AlexNet in eval mode, and whether it has ImageNet weights.
+
+    Returns `(model, pretrained)`. With the weights in torch's hub cache (`labkit fetch-weights`)
+    they are loaded from that file; otherwise the weights are random, drawn with `seed` (the same
+    on every call and machine) without disturbing the global random state. Never downloads.
+    """
+    import torch
+    import torchvision
+
+    path = weights_path()
+    with torch.random.fork_rng(devices=[]):  # building the model draws random weights: keep the caller's RNG
+        torch.manual_seed(seed)
+        model = torchvision.models.alexnet(weights=None)
+    if not path.is_file():
+        return model.eval(), False
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as error:
+        raise RuntimeError(f"cannot load AlexNet weights from '{path}' ({type(error).__name__}): "
+                           "the file is damaged; delete it and run `labkit fetch-weights` again") from None
+    return model.eval(), True
+
+
+def fetch_weights(*, force: bool = False, timeout: float = 30.0) -> Path:
+    """Download AlexNet's ImageNet weights into torch's hub cache (checked against their hash); returns the path.
+
+    Raises ConnectionError naming the URL and the cause when the download fails (e.g. offline).
+    """
+    import http.client
+    import socket
+    import urllib.error
+
+    import torch
+
+    path = weights_path()
+    if path.is_file() and not force:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        torch.hub.download_url_to_file(WEIGHTS_URL, str(path), hash_prefix=_HASH_PREFIX, progress=True)
+    except urllib.error.HTTPError as error:  # the server answered, but not with the file
+        raise ConnectionError(f"cannot download {WEIGHTS_URL}: the server answered HTTP {error.code} "
+                              f"{error.reason}; check the URL in a browser") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
+        reason = getattr(error, "reason", None) or error
+        raise ConnectionError(
+            f"cannot download {WEIGHTS_URL}: {reason}. This machine seems to be offline or behind a "
+            f"proxy (set HTTPS_PROXY). Alternatively copy that file from a machine with internet to "
+            f"{path}") from None
+    except RuntimeError as error:  # torch.hub's hash check
+        raise ConnectionError(f"the file downloaded from {WEIGHTS_URL} is damaged ({error}); run the command again") from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    return path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="download again even if the file is cached")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server (default 30)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """`labkit fetch-weights`: 0 when the weights are cached afterwards, 1 when the download failed."""
+    cached = weights_path().is_file()
+    try:
+        path = fetch_weights(force=args.force, timeout=args.timeout)
+    except ConnectionError as error:
+        print(f"labkit fetch-weights: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # the cache folder cannot be created or written
+        print(f"labkit fetch-weights: error: cannot write {weights_path()}: {error.strerror or error}; "
+              "set TORCH_HOME to a folder you can write", file=sys.stderr)
+        return 1
+    state = "already cached" if cached and not args.force else "downloaded"
+    print(f"AlexNet ImageNet weights {state}: {path}\n"
+          "labkit.imagenet.alexnet() now returns the pretrained model (Lesson 01 prints real labels)")
+    return 0
