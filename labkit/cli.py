@@ -10,6 +10,7 @@ COMMANDS = {
     "doctor": ("labkit.doctor", "check the installed stack and name the fix for known problems"),
     "run": ("labkit.runner", "execute notebooks in order (--inplace refreshes committed outputs)"),
     "student-copy": ("labkit.student", "write student notebooks with solutions replaced by stubs"),
+    "train-srcnn": ("labkit.train_srcnn", "train the kit's SRCNN (factors 2, 3, 4) and write data/srcnn_x234.pth"),
     "fetch-weights": ("labkit.imagenet", "download AlexNet's ImageNet weights into torch's hub cache (needs internet)"),
 }
 

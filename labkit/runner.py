@@ -58,7 +58,7 @@ def run_notebook(path: Path, *, inplace: bool = False, timeout: int = 600) -> No
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, km=_kernel_manager(), timeout=timeout, record_timing=False,
+    client = NotebookClient(notebook, km=_kernel_manager(), timeout=timeout, record_timing=False, store_widget_state=False,
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     try:
@@ -70,6 +70,7 @@ def run_notebook(path: Path, *, inplace: bool = False, timeout: int = 600) -> No
         return NotebookResult(path, "FAILED", time.perf_counter() - start, summary.strip()[:160])
     seconds = time.perf_counter() - start
     if inplace:
+        notebook.metadata.pop("widgets", None)  # live widget state is meaningless once the kernel is gone
         nbformat.write(notebook, path)
     return NotebookResult(path, "ok", seconds)
 

@@ -1,0 +1,156 @@
+"""`labkit train-srcnn`: train the kit's SRCNN on the shipped photos (reproducible, a few minutes on 2 cores).
+
+One network for factors 2, 3 and 4: every batch draws its factor at random, downscales
+high-resolution crops by it (`labkit.srcnn.downscale`) and learns to restore them. The held-out
+photo(s) in `labkit.srcnn.HELD_OUT` are never cropped for training; the command ends by measuring
+PSNR on them against plain bicubic.
+
+    labkit train-srcnn                      # writes data/srcnn_x234.pth (the shipped weights)
+    labkit train-srcnn --steps 20 --out /tmp/srcnn.pth
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["FACTORS", "training_images", "identity_init", "train", "configure", "main"]
+
+FACTORS = (2, 3, 4)
+
+
+def training_images() -> list:
+    """The shipped photos as float tensors (3, H, W) in [0, 1], without the held-out ones."""
+    from .images import load_image
+    from .paths import data_path
+    from .srcnn import HELD_OUT, to_tensor
+
+    folder = data_path("images")
+    paths = sorted(p for p in folder.glob("*.jpg") if p.name not in HELD_OUT)
+    if not paths:
+        raise FileNotFoundError(f"no training photos in {folder.name}/ besides the held-out {', '.join(HELD_OUT)}")
+    return [to_tensor(load_image(p))[0] for p in paths]
+
+
+def identity_init(model, scale: float = 1e-3) -> None:
+    """Start as plain bicubic: channels 0-2 of every layer pass the image straight through.
+
+    The inputs are in [0, 1], so the ReLUs let those channels through unchanged. The other
+    channels of conv1 and conv2 keep PyTorch's random init; conv3 reads them with weights
+    `scale` times smaller, so the first output is bicubic plus a tiny correction. Training then
+    only learns the correction, which is what makes a few minutes on a CPU enough.
+    """
+    import torch
+
+    with torch.no_grad():
+        for conv in (model.conv1, model.conv2):
+            conv.weight[:3] = 0.0
+            conv.bias[:3] = 0.0
+        model.conv3.weight.mul_(scale)
+        model.conv3.bias.zero_()
+        for conv in (model.conv1, model.conv2, model.conv3):
+            k = conv.kernel_size[0] // 2
+            for c in range(3):
+                conv.weight[c, c, k, k] = 1.0
+
+
+def _batch(images, factor: int, batch: int, patch: int, generator):
+    """`batch` random crops of side `patch` (with random flips and transposes) and their downscaled inputs."""
+    import torch
+
+    from .srcnn import downscale
+
+    crops = []
+    for _ in range(batch):
+        image = images[int(torch.randint(len(images), (1,), generator=generator))]
+        h, w = image.shape[-2:]
+        top = int(torch.randint(h - patch + 1, (1,), generator=generator))
+        left = int(torch.randint(w - patch + 1, (1,), generator=generator))
+        crop = image[:, top:top + patch, left:left + patch]
+        flips = torch.randint(2, (3,), generator=generator).tolist()
+        if flips[0]:
+            crop = crop.flip(-1)
+        if flips[1]:
+            crop = crop.flip(-2)
+        if flips[2]:
+            crop = crop.transpose(-1, -2)
+        crops.append(crop)
+    hr = torch.stack(crops)
+    return downscale(hr, factor), hr
+
+
+def train(*, steps: int = 2000, batch: int = 16, patch: int = 48, lr: float = 1e-3, seed: int = 0,
+          progress: bool = True, images=None):
+    """Train a fresh SRCNN for `steps` batches and return it (eval mode). Same seed, same weights."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .srcnn import SRCNN
+
+    if steps < 1 or batch < 1:
+        raise ValueError(f"steps and batch must be >= 1, got steps={steps}, batch={batch}")
+    if patch % 12:
+        raise ValueError(f"patch must divide by 12 (so factors 2, 3 and 4 all fit exactly), got {patch}")
+    images = training_images() if images is None else images
+    small = min(min(i.shape[-2:]) for i in images)
+    if patch > small:
+        raise ValueError(f"patch {patch} is larger than the smallest training photo side ({small} px)")
+
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = SRCNN()
+    identity_init(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=lr / 20)
+    model.train()
+    with tqdm(range(steps), unit="step", file=sys.stderr, disable=not progress) as bar:
+        for step in bar:
+            factor = FACTORS[int(torch.randint(len(FACTORS), (1,), generator=generator))]
+            lowres, target = _batch(images, factor, batch, patch, generator)
+            loss = torch.nn.functional.mse_loss(model(lowres, factor), target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.2e}", x=factor)
+    return model.eval()
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=int, default=2000, help="training batches (default 2000)")
+    parser.add_argument("--batch", type=int, default=16, help="crops per batch (default 16)")
+    parser.add_argument("--patch", type=int, default=48, help="crop side in pixels, a multiple of 12 (default 48)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, cosine-decayed (default 1e-3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for weights, crops and factors (default 0)")
+    parser.add_argument("--out", default=None, help="where to write the state dict (default data/srcnn_x234.pth)")
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from .images import load_image
+    from .paths import data_path, display_path, repo_root
+    from .srcnn import HELD_OUT, WEIGHTS, evaluate
+
+    out = Path(args.out) if args.out else repo_root() / "data" / WEIGHTS
+    start = time.perf_counter()
+    model = train(steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed)
+    seconds = time.perf_counter() - start
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out)
+    print(f"wrote {display_path(out)} ({out.stat().st_size / 1024:.0f} KiB) after {args.steps} steps "
+          f"in {seconds:.0f} s on {torch.get_num_threads()} thread(s), seed {args.seed}")
+    print(f"{'photo':<18} {'factor':>6} {'SRCNN dB':>9} {'bicubic dB':>11} {'gain':>6}")
+    worst = float("inf")
+    for name in HELD_OUT:
+        image = load_image(data_path(f"images/{name}"))
+        for factor in FACTORS:
+            ours, base = evaluate(model, image, factor)
+            worst = min(worst, ours - base)
+            print(f"{name:<18} {'x' + str(factor):>6} {ours:9.2f} {base:11.2f} {ours - base:+6.2f}")
+    if worst <= 0:
+        print("warning: SRCNN does not beat bicubic at every factor; train longer (--steps)")
+        return 1
+    return 0
