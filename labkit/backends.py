@@ -111,7 +111,7 @@ def run_onnx(model: ModelLike, inputs: Any, *, backend: str = "onnxruntime", ses
         from onnx.reference import ReferenceEvaluator
 
         values = ReferenceEvaluator(load_model(model)).run(names, feeds)
-    return dict(zip(names, (np.asarray(v) for v in values)))
+    return dict(zip(names, (np.array(v) for v in values)))  # copies: ORT views keep the session memory alive
 
 
 def _flatten(value: Any) -> list:

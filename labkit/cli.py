@@ -12,6 +12,7 @@ COMMANDS = {
     "student-copy": ("labkit.student", "write student notebooks with solutions replaced by stubs"),
     "train-srcnn": ("labkit.train_srcnn", "train the kit's SRCNN (factors 2, 3, 4) and write data/srcnn_x234.pth"),
     "fetch-weights": ("labkit.imagenet", "download AlexNet's ImageNet weights into torch's hub cache (needs internet)"),
+    "bench": ("labkit.bench", "time an ONNX model in ONNX Runtime at several batch sizes (median, p90, share of the fp32 peak)"),
 }
 
 
