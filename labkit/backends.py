@@ -64,13 +64,8 @@ def _check_one(spec: TensorSpec, array: np.ndarray) -> None:
     if spec.dtype is not None and array.dtype != spec.dtype:
         raise ValueError(
             f"input '{spec.name}' expects {spec.dtype}, got {array.dtype}: "
-            f"convert with x.astype(np.{spec.dtype}) (or tensor.to(torch.{_torch_name(spec.dtype)}))"
+            f"convert with x.astype(np.{spec.dtype}) (or tensor.to(torch.{spec.dtype}))"
         )
-
-
-def _torch_name(dtype: np.dtype) -> str:
-    return {"float32": "float32", "float64": "float64", "float16": "float16", "int64": "int64",
-            "int32": "int32", "bool": "bool", "uint8": "uint8", "int8": "int8"}.get(str(dtype), str(dtype))
 
 
 def prepare_inputs(model: ModelLike, inputs: Any) -> dict[str, np.ndarray]:

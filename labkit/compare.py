@@ -10,7 +10,7 @@ import numpy as np
 from .backends import BACKENDS, run_onnx, run_torch, to_numpy
 from .models import ModelLike, output_specs
 
-__all__ = ["Comparison", "Row", "compare_outputs", "compare_with_torch", "compare_models"]
+__all__ = ["Comparison", "Row", "compare_arrays", "compare_outputs", "compare_with_torch", "compare_models"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ def _as_named(values: Any, names: Sequence[str] | None, who: str) -> dict[str, n
     return {n: to_numpy(v) for n, v in zip(names, values)}
 
 
-def _compare_one(backend: str, name: str, expected: np.ndarray, actual: np.ndarray, atol: float, rtol: float) -> Row:
+def compare_arrays(backend: str, name: str, expected: np.ndarray, actual: np.ndarray, atol: float, rtol: float) -> Row:
+    """One verdict row for one pair of arrays; the tolerance rule (numpy allclose) every labkit check shares."""
     if expected.shape != actual.shape:
         return Row(backend, name, tuple(actual.shape), False, float("inf"), float("inf"), float("inf"),
                    f"shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
@@ -113,7 +114,7 @@ def compare_outputs(expected: Any, candidates: Mapping[str, Any], *, names: Sequ
                 f"{backend} has {len(got)} ({', '.join(got)}): they are not the same model's outputs"
             )
         for (name, exp), act in zip(reference.items(), got.values()):
-            rows.append(_compare_one(backend, name, exp, act, atol, rtol))
+            rows.append(compare_arrays(backend, name, exp, act, atol, rtol))
     return Comparison(rows, atol, rtol, expected_name)
 
 

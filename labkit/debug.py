@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 
 from .backends import BACKENDS, prepare_inputs, run_onnx
-from .compare import _compare_one
+from .compare import compare_arrays
 from .models import ModelLike, load_model
 
 __all__ = ["Activation", "Boundary", "DivergenceReport", "TensorCheck", "capture_activations",
@@ -374,7 +374,7 @@ def _check(tensor: str, node: onnx.NodeProto, value: np.ndarray, seen: list[Acti
     groups: list[tuple[Activation, Any]] = []  # torch values that differ from each other (fused ops)
     for event in seen:
         if not any(np.array_equal(event.value, g.value) for g, _ in groups):
-            groups.append((event, _compare_one("onnx", tensor, event.value, value, atol, rtol)))
+            groups.append((event, compare_arrays("onnx", tensor, event.value, value, atol, rtol)))
     event, row = next(((e, r) for e, r in groups if r.passed), min(groups, key=lambda g: g[1].max_abs))
     return TensorCheck(tensor, node.name, node.op_type, event.label, tuple(value.shape), row.passed,
                        row.max_abs, row.max_rel, row.needed_atol, len(groups))

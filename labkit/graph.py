@@ -129,7 +129,6 @@ def _render_svg(graph, boxes) -> str:
         coords = [flip(*map(float, p.split(","))) for p in points]
         if end is not None:
             coords.append(flip(*end))
-        path = f"M{coords[0][0]:.1f},{coords[0][1]:.1f} " + " ".join(f"{x:.1f},{y:.1f}" for x, y in coords[1:])
         if len(coords) >= 4 and (len(coords) - 1) % 3 == 0:
             path = f"M{coords[0][0]:.1f},{coords[0][1]:.1f} C" + " ".join(
                 f"{x:.1f},{y:.1f}" for x, y in coords[1:])

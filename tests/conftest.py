@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 
@@ -46,3 +47,19 @@ def static_affine_path(tmp_path):
     path = tmp_path / "affine_bs2.onnx"
     onnx.save(make_affine_model(batch=2), path)
     return path
+
+
+class Branchy(torch.nn.Module):
+    """Lesson 05's branched model: convs1, then two branches added, then convs4."""
+
+    def __init__(self):
+        super().__init__()
+
+        def convs(n):
+            return torch.nn.Sequential(*(torch.nn.Conv2d(3, 3, 3) for _ in range(n)))
+
+        self.convs1, self.convs2, self.convs3, self.convs4 = convs(3), convs(2), convs(2), convs(3)
+
+    def forward(self, x):
+        x = self.convs1(x)
+        return self.convs4(self.convs2(x) + self.convs3(x))

@@ -12,22 +12,9 @@ from onnx import numpy_helper
 
 from labkit.debug import (capture_activations, expose_intermediates, find_divergence, module_boundaries,
                           node_scope)
+from conftest import Branchy
 
 
-class Branchy(torch.nn.Module):
-    """Lesson 05's model: convs1, then two branches added, then convs4."""
-
-    def __init__(self):
-        super().__init__()
-
-        def convs(n):
-            return torch.nn.Sequential(*(torch.nn.Conv2d(3, 3, 3) for _ in range(n)))
-
-        self.convs1, self.convs2, self.convs3, self.convs4 = convs(3), convs(2), convs(2), convs(3)
-
-    def forward(self, x):
-        x = self.convs1(x)
-        return self.convs4(self.convs2(x) + self.convs3(x))
 
 
 class Block(torch.nn.Module):

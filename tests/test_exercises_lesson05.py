@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from labkit.exercises import lesson05
 from labkit.exercises.lesson05 import Q1_BIAS, Q1_WEIGHT, plant_fault, q1, q2, q3
+from conftest import Branchy
 
 
 # ------------------------------------------------------------------------------------------------ q1
@@ -73,18 +74,6 @@ def test_q1_rejects_a_graph_the_checker_refuses():
 
 
 # ------------------------------------------------------------------------------------------- q2, q3
-class Branchy(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-
-        def convs(n):
-            return torch.nn.Sequential(*(torch.nn.Conv2d(3, 3, 3) for _ in range(n)))
-
-        self.convs1, self.convs2, self.convs3, self.convs4 = convs(3), convs(2), convs(2), convs(3)
-
-    def forward(self, x):
-        x = self.convs1(x)
-        return self.convs4(self.convs2(x) + self.convs3(x))
 
 
 @pytest.fixture(scope="module")
