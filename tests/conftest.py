@@ -1,6 +1,8 @@
 """Shared fixtures: tiny ONNX models built by hand, so most unit tests need no exporter."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import onnx
 import pytest
@@ -63,3 +65,23 @@ class Branchy(torch.nn.Module):
     def forward(self, x):
         x = self.convs1(x)
         return self.convs4(self.convs2(x) + self.convs3(x))
+
+
+def export_both(model: torch.nn.Module, x: torch.Tensor, folder) -> dict:
+    """`model` exported for input `x` by the legacy and the default exporter: {"legacy": path, "dynamo": path}."""
+    paths = {"legacy": folder / "legacy.onnx", "dynamo": folder / "dynamo.onnx"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's DeprecationWarning is not under test
+        torch.onnx.export(model, (x,), paths["legacy"], dynamo=False)
+        torch.onnx.export(model, (x,), paths["dynamo"], dynamo=True, verbose=False, external_data=False)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def branchy_exports(tmp_path_factory):
+    """A seeded Branchy, its input, both exports of it, and their folder (tests may add files there)."""
+    torch.manual_seed(0)
+    model = Branchy().eval()
+    x = torch.randn(1, 3, 20, 20)
+    folder = tmp_path_factory.mktemp("branchy")
+    return model, x, export_both(model, x, folder), folder

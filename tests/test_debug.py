@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import re
-import warnings
 
-import numpy as np
 import onnx
 import pytest
 import torch
@@ -12,7 +10,7 @@ from onnx import numpy_helper
 
 from labkit.debug import (capture_activations, expose_intermediates, find_divergence, module_boundaries,
                           node_scope)
-from conftest import Branchy
+from conftest import export_both
 
 
 
@@ -44,24 +42,10 @@ class Residual(torch.nn.Module):
         return self.shared(self.head(y))
 
 
-def _export(model, x, path, dynamo):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's DeprecationWarning is not under test
-        if dynamo:
-            torch.onnx.export(model, (x,), path, dynamo=True, verbose=False, external_data=False)
-        else:
-            torch.onnx.export(model, (x,), path, dynamo=False)
-    return onnx.load(path)
-
-
 @pytest.fixture(scope="module")
-def branchy(tmp_path_factory):
-    torch.manual_seed(0)
-    model = Branchy().eval()
-    x = torch.randn(1, 3, 20, 20)
-    folder = tmp_path_factory.mktemp("branchy")
-    exports = {kind: _export(model, x, folder / f"{kind}.onnx", kind == "dynamo") for kind in ("legacy", "dynamo")}
-    return model, x, exports
+def branchy(branchy_exports):
+    model, x, paths, _ = branchy_exports
+    return model, x, {kind: onnx.load(path) for kind, path in paths.items()}
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +60,7 @@ def residual(tmp_path_factory):
     model.eval()
     x = torch.randn(2, 3, 8, 8)
     folder = tmp_path_factory.mktemp("residual")
-    exports = {kind: _export(model, x, folder / f"{kind}.onnx", kind == "dynamo") for kind in ("legacy", "dynamo")}
-    return model, x, exports
+    return model, x, {kind: onnx.load(path) for kind, path in export_both(model, x, folder).items()}
 
 
 def _edited_weight(model: onnx.ModelProto, name: str) -> onnx.ModelProto:

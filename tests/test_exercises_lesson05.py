@@ -1,7 +1,6 @@
 """Lesson 05 exercises: each wrong answer is Incorrect with a useful message, the right one is Correct."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import onnx
@@ -11,7 +10,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from labkit.exercises import lesson05
 from labkit.exercises.lesson05 import Q1_BIAS, Q1_WEIGHT, plant_fault, q1, q2, q3
-from conftest import Branchy
 
 
 # ------------------------------------------------------------------------------------------------ q1
@@ -76,20 +74,6 @@ def test_q1_rejects_a_graph_the_checker_refuses():
 # ------------------------------------------------------------------------------------------- q2, q3
 
 
-@pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    torch.manual_seed(0)
-    model = Branchy().eval()
-    x = torch.randn(1, 3, 20, 20)
-    folder = tmp_path_factory.mktemp("lesson05")
-    paths = {"legacy": folder / "legacy.onnx", "dynamo": folder / "dynamo.onnx"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's DeprecationWarning
-        torch.onnx.export(model, (x,), paths["legacy"], dynamo=False)
-        torch.onnx.export(model, (x,), paths["dynamo"], dynamo=True, verbose=False, external_data=False)
-    return model, x, paths, folder
-
-
 def _module_output(path, module: str) -> str:
     """The output of the last node whose name (legacy) or producer weights (both) belong to `module`."""
     model = onnx.load(path)
@@ -97,8 +81,8 @@ def _module_output(path, module: str) -> str:
     return owned[-1].output[0]
 
 
-def _extract(exports, exporter, start, stop, name):
-    _, _, paths, folder = exports
+def _extract(branchy_exports, exporter, start, stop, name):
+    _, _, paths, folder = branchy_exports
     target = folder / name
     onnx.utils.extract_model(paths[exporter], target, [_module_output(paths[exporter], start)],
                              [_module_output(paths[exporter], stop)])
@@ -106,17 +90,17 @@ def _extract(exports, exporter, start, stop, name):
 
 
 @pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
-def test_q2_accepts_the_convs3_branch_from_either_exporter(exports, exporter):
-    assert q2.check(ex2_path=_extract(exports, exporter, "convs1", "convs3", f"q2_{exporter}.onnx"))
+def test_q2_accepts_the_convs3_branch_from_either_exporter(branchy_exports, exporter):
+    assert q2.check(ex2_path=_extract(branchy_exports, exporter, "convs1", "convs3", f"q2_{exporter}.onnx"))
 
 
-def test_q2_rejects_the_other_branch_and_names_it(exports):
-    outcome = q2.check(ex2_path=_extract(exports, "legacy", "convs1", "convs2", "q2_convs2.onnx"))
+def test_q2_rejects_the_other_branch_and_names_it(branchy_exports):
+    outcome = q2.check(ex2_path=_extract(branchy_exports, "legacy", "convs1", "convs2", "q2_convs2.onnx"))
     assert outcome.status == "Incorrect" and "convs2.0" in outcome.message
 
 
-def test_q2_rejects_a_sub_model_that_starts_at_the_model_input(exports):
-    _, _, paths, folder = exports
+def test_q2_rejects_a_sub_model_that_starts_at_the_model_input(branchy_exports):
+    _, _, paths, folder = branchy_exports
     target = folder / "q2_from_input.onnx"
     onnx.utils.extract_model(paths["legacy"], target, ["input.1"], [_module_output(paths["legacy"], "convs3")])
     outcome = q2.check(ex2_path=target)
@@ -135,8 +119,8 @@ def test_q3_asks_for_the_broken_model_first(monkeypatch):
 
 
 @pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
-def test_q3_accepts_the_node_that_reads_the_edited_weight(exports, exporter):
-    _, _, paths, folder = exports
+def test_q3_accepts_the_node_that_reads_the_edited_weight(branchy_exports, exporter):
+    _, _, paths, folder = branchy_exports
     broken_path = plant_fault(paths[exporter], folder / f"q3_{exporter}.onnx")
     broken = onnx.load(broken_path)
     culprit = next(n for n in broken.graph.node if "convs2.1.weight" in n.input)
@@ -147,8 +131,8 @@ def test_q3_accepts_the_node_that_reads_the_edited_weight(exports, exporter):
     assert q3.check(ex3_node=culprit.name)
 
 
-def test_q3_explains_each_wrong_answer(exports):
-    _, _, paths, folder = exports
+def test_q3_explains_each_wrong_answer(branchy_exports):
+    _, _, paths, folder = branchy_exports
     broken = onnx.load(plant_fault(paths["dynamo"], folder / "q3_wrong.onnx"))
     culprit_index = next(i for i, n in enumerate(broken.graph.node) if "convs2.1.weight" in n.input)
     nodes = broken.graph.node
