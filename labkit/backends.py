@@ -5,11 +5,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import onnx
 
-from .models import ModelLike, TensorSpec, input_specs, load_model, output_specs
+from .onnxfile import ModelLike, OnnxFile, TensorSpec
 
-__all__ = ["BACKENDS", "make_session", "prepare_inputs", "run_onnx", "run_torch", "to_numpy"]
+__all__ = ["BACKENDS", "make_session", "prepare_inputs", "run_onnx", "run_torch", "to_numpy", "torch_args",
+           "check_backends"]
 
 BACKENDS = ("onnxruntime", "reference")
 
@@ -21,22 +21,37 @@ def to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def check_backends(backends: Sequence[str]) -> list[str]:
+    """The backends as a list, after checking each is known and that there is at least one."""
+    if isinstance(backends, str):
+        backends = [backends]
+    backends = list(backends)
+    if not backends:
+        raise ValueError(f"no backend to run: pass backends= with at least one of {', '.join(BACKENDS)}")
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise ValueError(f"unknown backend {unknown[0]!r}; choose one of {', '.join(BACKENDS)}")
+    return backends
+
+
 def make_session(model: ModelLike, *, providers: Sequence[str] = ("CPUExecutionProvider",),
                  threads: int | None = None, options=None):
     """An `onnxruntime.InferenceSession` with explicit providers (ORT asks for them since 1.9)."""
     import onnxruntime as ort
 
+    available = ort.get_available_providers()
+    unknown = [p for p in providers if p not in available]
+    if unknown or not providers:
+        raise ValueError(f"execution provider {unknown[0]!r} is not available here; this onnxruntime has: "
+                         f"{', '.join(available)}" if unknown else "providers is empty: pass ['CPUExecutionProvider']")
     if options is None:
         options = ort.SessionOptions()
     if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
         options.intra_op_num_threads = threads
-    if isinstance(model, onnx.ModelProto):
-        source = model.SerializeToString()
-    else:
-        load_model(model, load_external_data=False)  # clear errors for missing / non-ONNX files
-        source = str(model)
+    loaded = OnnxFile.open(model)  # clear errors for missing / non-ONNX files and missing weights files
+    source = str(loaded.path) if loaded.path is not None else loaded.proto.SerializeToString()
     return ort.InferenceSession(source, sess_options=options, providers=list(providers))
 
 
@@ -68,9 +83,24 @@ def _check_one(spec: TensorSpec, array: np.ndarray) -> None:
         )
 
 
+def _is_array_like(value: Any) -> bool:
+    return isinstance(value, (np.ndarray, np.generic)) or hasattr(value, "detach")
+
+
+def _positional(inputs: Any) -> list:
+    """A tuple/list of inputs, one per graph input; a plain nested Python list is refused, not split."""
+    if not isinstance(inputs, (tuple, list)):
+        return [inputs]
+    if not all(_is_array_like(v) for v in inputs):
+        raise ValueError("inputs is a Python list or tuple of plain values: for one input pass an array "
+                         "(np.array(..., dtype=np.float32) or a torch tensor); for several inputs pass a tuple of "
+                         "arrays, one per input")
+    return list(inputs)
+
+
 def prepare_inputs(model: ModelLike, inputs: Any) -> dict[str, np.ndarray]:
     """Feed dict for `model`: from a dict by name, a sequence in order, or one array; checked against the model."""
-    specs = input_specs(model)
+    specs = OnnxFile.open(model).inputs
     names = [s.name for s in specs]
     if isinstance(inputs, Mapping):
         unknown = [k for k in inputs if k not in names]
@@ -81,7 +111,7 @@ def prepare_inputs(model: ModelLike, inputs: Any) -> dict[str, np.ndarray]:
             raise ValueError(f"missing input {missing[0]!r}; the model expects: {', '.join(map(repr, names))}")
         arrays = {k: to_numpy(inputs[k]) for k in names}
     else:
-        values = list(inputs) if isinstance(inputs, (tuple, list)) else [inputs]
+        values = _positional(inputs)
         if len(values) != len(names):
             raise ValueError(
                 f"model expects {len(names)} input(s) ({', '.join(map(repr, names))}), got {len(values)}: "
@@ -94,18 +124,18 @@ def prepare_inputs(model: ModelLike, inputs: Any) -> dict[str, np.ndarray]:
 
 
 def run_onnx(model: ModelLike, inputs: Any, *, backend: str = "onnxruntime", session=None) -> dict[str, np.ndarray]:
-    """Run `model` on one backend and return its outputs by name, in graph order."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    feeds = prepare_inputs(model, inputs)
-    names = [s.name for s in output_specs(model)]
+    """Run `model` on one backend and return its outputs by name, in graph order (copies, never ORT's views)."""
+    check_backends([backend])
+    loaded = OnnxFile.open(model)
+    feeds = prepare_inputs(loaded, inputs)
+    names = [s.name for s in loaded.outputs]
     if backend == "onnxruntime":
-        session = session or make_session(model)
+        session = session or make_session(loaded)
         values = session.run(names, feeds)
     else:
         from onnx.reference import ReferenceEvaluator
 
-        values = ReferenceEvaluator(load_model(model)).run(names, feeds)
+        values = ReferenceEvaluator(loaded.full()).run(names, feeds)
     return dict(zip(names, (np.array(v) for v in values)))  # copies: ORT views keep the session memory alive
 
 
@@ -117,15 +147,21 @@ def _flatten(value: Any) -> list:
     return [value]
 
 
+def torch_args(inputs: Any) -> tuple:
+    """Positional arguments for a torch model: a dict's values in order, a sequence, or one value; arrays -> tensors."""
+    import torch
+
+    values = tuple(inputs.values()) if isinstance(inputs, Mapping) else (
+        tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,))
+    return tuple(torch.as_tensor(v) if isinstance(v, np.ndarray) else v for v in values)
+
+
 def run_torch(torch_model, inputs: Any) -> list[np.ndarray]:
     """Run a torch module (in eval mode, without grad) and return its outputs flattened to numpy arrays."""
     import torch
 
-    args = tuple(inputs.values()) if isinstance(inputs, Mapping) else (
-        tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,))
-    args = tuple(torch.as_tensor(a) if isinstance(a, np.ndarray) else a for a in args)
     if isinstance(torch_model, torch.nn.Module):
         torch_model.eval()
     with torch.no_grad():
-        result = torch_model(*args)
+        result = torch_model(*torch_args(inputs))
     return [to_numpy(v) for v in _flatten(result)]

@@ -8,7 +8,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from .models import ModelLike, input_specs, load_model, output_specs
+from .inspect import op_label
+from .onnxfile import ModelLike, OnnxFile
 
 __all__ = ["GraphPicture", "draw_graph"]
 
@@ -64,8 +65,8 @@ def draw_graph(model: ModelLike, *, max_nodes: int = 120, rankdir: str = "TB") -
     """Draw the main graph: inputs and outputs as rounded boxes with shapes, nodes coloured by kind."""
     import pygraphviz as pgv
 
-    proto = load_model(model, load_external_data=False)
-    nodes = list(proto.graph.node)
+    loaded = OnnxFile.open(model)
+    nodes = list(loaded.proto.graph.node)
     if len(nodes) > max_nodes:
         raise ValueError(
             f"the graph has {len(nodes)} nodes, more than max_nodes={max_nodes} that stay readable: "
@@ -76,14 +77,13 @@ def draw_graph(model: ModelLike, *, max_nodes: int = 120, rankdir: str = "TB") -
 
     boxes: dict[str, tuple[list[str], str]] = {}
     producer: dict[str, str] = {}
-    for spec in input_specs(proto):
+    for spec in loaded.inputs:
         key = f"in:{spec.name}"
         boxes[key] = ([spec.name, spec.shape_text()], "io")
         producer[spec.name] = key
     for index, node in enumerate(nodes):
         key = f"node:{index}"
-        op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
-        boxes[key] = ([op], _KIND.get(node.op_type, "other"))
+        boxes[key] = ([op_label(node)], _KIND.get(node.op_type, "other"))
         for name in node.output:
             producer[name] = key
     edges = []
@@ -91,7 +91,7 @@ def draw_graph(model: ModelLike, *, max_nodes: int = 120, rankdir: str = "TB") -
         for name in node.input:
             if name in producer:
                 edges.append((producer[name], f"node:{index}"))
-    for spec in output_specs(proto):
+    for spec in loaded.outputs:
         key = f"out:{spec.name}"
         boxes[key] = ([spec.name, spec.shape_text()], "io")
         if spec.name in producer:

@@ -7,16 +7,19 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from .models import ModelLike, TensorSpec, input_specs, load_model, output_specs
+from .onnxfile import ModelLike, OnnxFile, TensorSpec, np_dtype
 
-__all__ = ["ModelSummary", "summarize", "op_counts"]
+__all__ = ["ModelSummary", "summarize", "op_counts", "op_label"]
+
+
+def op_label(node: onnx.NodeProto) -> str:
+    """The op type, prefixed by its domain when it is not the default one: 'Conv', 'com.microsoft::FusedConv'."""
+    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
 
 
 def op_counts(model: ModelLike) -> Counter:
     """How many nodes of each op type the main graph holds (subgraphs of Loop/If not counted)."""
-    proto = load_model(model, load_external_data=False)
-    return Counter(node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
-                   for node in proto.graph.node)
+    return Counter(op_label(node) for node in OnnxFile.open(model).proto.graph.node)
 
 
 def _human_bytes(n: int) -> str:
@@ -27,15 +30,19 @@ def _human_bytes(n: int) -> str:
     return f"{n:.1f} GiB"
 
 
-def _initializer_stats(proto: onnx.ModelProto) -> tuple[int, int, int]:
-    count = values = nbytes = 0
+def _initializer_stats(proto: onnx.ModelProto) -> tuple[int, int, int, int]:
+    """(initializers, values, bytes, initializers of an undefined or non-numeric type whose bytes are not counted)."""
+    count = values = nbytes = untyped = 0
     for init in proto.graph.initializer:
         count += 1
         n = int(np.prod(init.dims)) if len(init.dims) else 1
         values += n
-        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
-        nbytes += n * itemsize
-    return count, values, nbytes
+        dtype = np_dtype(init.data_type)
+        if dtype is None or dtype.kind == "O":
+            untyped += 1
+        else:
+            nbytes += n * dtype.itemsize
+    return count, values, nbytes, untyped
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class ModelSummary:
     initializers: int
     parameters: int
     parameter_bytes: int
+    untyped_initializers: int = 0
 
     @property
     def node_count(self) -> int:
@@ -69,21 +77,25 @@ class ModelSummary:
                  f"outputs ({len(self.outputs)}):", *map(line, self.outputs),
                  f"nodes ({self.node_count}): {ops}",
                  f"initializers ({self.initializers}): {self.parameters:,} values, "
-                 f"{_human_bytes(self.parameter_bytes)}"]
+                 f"{_human_bytes(self.parameter_bytes)}"
+                 + (f" (not counting {self.untyped_initializers} of undefined or non-numeric type)"
+                    if self.untyped_initializers else "")]
         return "\n".join(lines)
 
 
 def summarize(model: ModelLike) -> ModelSummary:
     """IR version, opsets, inputs/outputs with symbolic dims, op counts and initializer sizes."""
-    proto = load_model(model, load_external_data=False)
-    count, values, nbytes = _initializer_stats(proto)
+    loaded = OnnxFile.open(model)
+    proto = loaded.proto
+    count, values, nbytes, untyped = _initializer_stats(proto)
     return ModelSummary(
         ir_version=proto.ir_version,
         opsets={imp.domain: imp.version for imp in proto.opset_import},
-        inputs=input_specs(proto),
-        outputs=output_specs(proto),
-        ops=op_counts(proto),
+        inputs=loaded.inputs,
+        outputs=loaded.outputs,
+        ops=op_counts(loaded),
         initializers=count,
         parameters=values,
         parameter_bytes=nbytes,
+        untyped_initializers=untyped,
     )

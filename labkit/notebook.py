@@ -9,6 +9,8 @@ import tempfile
 import warnings
 from types import TracebackType
 
+from .report import first_line
+
 __all__ = ["expect_error", "ExpectedError", "short_warnings", "hide_native_stdout", "capture_native_stdout"]
 
 
@@ -30,10 +32,7 @@ class ExpectedError:
     @property
     def message(self) -> str:
         """First line of the caught error's message ('' before anything was caught)."""
-        if self.error is None:
-            return ""
-        text = str(self.error).strip()
-        return text.splitlines()[0] if text else ""
+        return "" if self.error is None else first_line(self.error)
 
     def __enter__(self) -> "ExpectedError":
         return self

@@ -1,9 +1,12 @@
 """Where the kit's files live: the repository, its shipped data, and per-lesson artifacts."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 __all__ = ["repo_root", "data_path", "artifacts_dir", "display_path"]
+
+_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def repo_root() -> Path:
@@ -31,8 +34,9 @@ def data_path(name: str) -> Path:
 
 def artifacts_dir(lesson: str) -> Path:
     """`artifacts/<lesson>/`, created if needed: every file a lesson writes goes there (git-ignored)."""
-    if not lesson or "/" in lesson or "\\" in lesson:
-        raise ValueError(f"lesson must be a notebook stem such as '01_alexnet_export', got {lesson!r}")
+    if not isinstance(lesson, str) or not _STEM.fullmatch(lesson):
+        raise ValueError(f"lesson must be a notebook stem such as '01_alexnet_export' (letters, digits, '_', '-', "
+                         f"'.', not starting with a dot), got {lesson!r}")
     path = repo_root() / "artifacts" / lesson
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import labkit
-from conftest import affine_numpy
+from helpers import affine_numpy
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "reference"])
@@ -53,7 +53,7 @@ def test_wrong_dtype_says_how_to_convert(affine_model):
 
 
 def test_make_session_rejects_zero_threads(affine_model):
-    with pytest.raises(ValueError, match="threads must be >= 1"):
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
         labkit.make_session(affine_model, threads=0)
 
 
@@ -65,3 +65,27 @@ def test_make_session_reports_a_missing_file_before_onnxruntime_does(tmp_path):
 def test_run_torch_flattens_tuple_outputs_to_numpy():
     outputs = labkit.run_torch(lambda t: (t + 1, (t * 2,)), torch.zeros(2))
     assert [o.tolist() for o in outputs] == [[1.0, 1.0], [0.0, 0.0]]
+
+
+def test_a_provider_typo_is_an_error_not_a_silent_cpu_fallback(affine_model):
+    with pytest.raises(ValueError, match="execution provider 'CPUExecutionProvder' is not available here"):
+        labkit.make_session(affine_model, providers=["CPUExecutionProvder"])
+
+
+@pytest.mark.parametrize("threads", [0, 1.5, True])
+def test_make_session_rejects_threads_that_are_not_whole_numbers(affine_model, threads):
+    with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
+        labkit.make_session(affine_model, threads=threads)
+
+
+def test_a_nested_python_list_is_refused_not_read_as_several_inputs(affine_model):
+    with pytest.raises(ValueError, match="inputs is a Python list or tuple of plain values"):
+        labkit.run_onnx(affine_model, [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
+
+
+def test_a_session_is_built_once_per_run_and_outputs_are_copies(affine_path):
+    session = labkit.make_session(affine_path)
+    first = labkit.run_onnx(affine_path, np.ones((1, 4), np.float32), session=session)["y"]
+    first[...] = -1
+    again = labkit.run_onnx(affine_path, np.ones((1, 4), np.float32), session=session)["y"]
+    assert (again >= 0).all()

@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import make_affine_model
+from helpers import make_affine_model
 from labkit import bench, input_specs
 from labkit.cli import main as cli_main
 

@@ -1,7 +1,9 @@
-"""labkit.exercises.core: the three outcomes, hints and solutions, and no tracebacks for learners."""
+"""labkit.exercises: three outcomes, a binding step that catches checker bugs, and one source per solution."""
+import nbformat
 import pytest
 
-from labkit.exercises import Exercise, Incorrect
+from labkit.exercises import Exercise, Incorrect, bind
+from labkit.exercises.solutions import STUB, exercise_solutions, solution_regions, strip_solutions
 
 
 def _check_square(ex_square):
@@ -12,26 +14,49 @@ def _check_square(ex_square):
     return "ex_square(3) == 9"
 
 
-square = Exercise("Exercise 1", ["ex_square"], _check_square,
-                  hints=["multiply the number by itself", "x * x"], solution="def ex_square(x):\n    return x * x")
+def _check_scaled(ex_scaled, factor):
+    if ex_scaled != 2 * factor:
+        raise Incorrect(f"`ex_scaled` is {ex_scaled}, expected twice `factor`")
+    return "twice the factor"
 
 
-def test_missing_variable_is_not_attempted():
+[square, scaled] = bind("99_test", [
+    Exercise("Square a number", ["ex_square"], _check_square, hints=["multiply the number by itself", "x * x"],
+             kind="warm-up"),
+    Exercise("Scale the factor", ["ex_scaled"], _check_scaled, hints=["2 * factor"], context=["factor"]),
+])
+
+
+def test_bind_numbers_the_exercises_and_labels_them_the_same_way():
+    assert (square.number, scaled.number) == (1, 2)
+    assert square.label == "Exercise 1 — Square a number"
+    assert repr(scaled) == "<Exercise 2 — Scale the factor (transfer): checks ex_scaled, factor>"
+
+
+def test_missing_answer_is_not_attempted():
     outcome = square.check()
     assert not outcome
-    assert repr(outcome) == "Not attempted (Exercise 1): set `ex_square` in the cell above, then run this check again"
+    assert repr(outcome) == ("Not attempted (Exercise 1 — Square a number): set `ex_square` in the cell above, "
+                             "then run this check again")
+
+
+def test_missing_context_tells_the_learner_to_run_the_cells_above():
+    outcome = scaled.check(ex_scaled=4)
+    assert outcome.status == "Not attempted"
+    assert "`factor` comes from the lesson's cells above, which have not run in this kernel" in outcome.message
 
 
 def test_wrong_answer_is_incorrect_with_the_learners_value():
     outcome = square.check(ex_square=lambda x: x + x)
     assert not outcome
-    assert repr(outcome) == "Incorrect (Exercise 1): ex_square(3) returned 6, expected 9"
+    assert repr(outcome) == "Incorrect (Exercise 1 — Square a number): ex_square(3) returned 6, expected 9"
 
 
 def test_right_answer_is_correct():
     outcome = square.check(ex_square=lambda x: x * x)
     assert outcome
-    assert repr(outcome) == "Correct (Exercise 1): ex_square(3) == 9"
+    assert repr(outcome) == "Correct (Exercise 1 — Square a number): ex_square(3) == 9"
+    assert scaled.check(ex_scaled=6, factor=3)
 
 
 def test_the_learners_exception_is_reported_as_incorrect_not_raised():
@@ -39,7 +64,8 @@ def test_the_learners_exception_is_reported_as_incorrect_not_raised():
         raise ZeroDivisionError("division by zero")
 
     outcome = square.check(ex_square=broken)
-    assert repr(outcome) == "Incorrect (Exercise 1): running your answer raised ZeroDivisionError: division by zero"
+    assert repr(outcome) == ("Incorrect (Exercise 1 — Square a number): running your answer raised "
+                             "ZeroDivisionError: division by zero")
 
 
 def test_check_reads_the_callers_globals():
@@ -59,6 +85,26 @@ def test_unexpected_keyword_is_a_type_error():
         square.check(ex_cube=1)
 
 
+def test_a_checker_whose_parameters_differ_from_the_declared_variables_fails_at_bind_time():
+    def check(ex_a, ex_c):
+        return ""
+
+    with pytest.raises(TypeError, match=r"its checker takes \(ex_a, ex_c\) but the exercise declares answers "
+                                        r"\['ex_a'\] and context \['ex_b'\]"):
+        bind("99_test", [Exercise("Broken checker", ["ex_a"], check, hints=["h"], context=["ex_b"])])
+
+
+def test_an_exercise_is_bound_once_and_declared_completely():
+    with pytest.raises(ValueError, match="already bound"):
+        bind("99_other", [square])
+    with pytest.raises(ValueError, match="must name at least one answer variable"):
+        Exercise("E", [], _check_square, hints=["h"])
+    with pytest.raises(ValueError, match="needs at least one hint"):
+        Exercise("E", ["ex_square"], _check_square, hints=[])
+    with pytest.raises(ValueError, match="kind must be one of warm-up, transfer"):
+        Exercise("E", ["ex_square"], _check_square, hints=["h"], kind="hard")
+
+
 def test_hints_are_numbered_and_bounded():
     assert repr(square.hint()) == "Hint 1/2:\nmultiply the number by itself"
     assert repr(square.hint(2)) == "Hint 2/2:\nx * x"
@@ -66,17 +112,59 @@ def test_hints_are_numbered_and_bounded():
         square.hint(3)
 
 
-def test_solution_renders_as_python_code_in_markdown():
-    assert "```python\ndef ex_square(x):" in square.solution()._repr_markdown_()
-
-
 def test_outcome_markdown_is_coloured_by_status():
     assert "#33925D" in square.check(ex_square=lambda x: x * x)._repr_markdown_()
     assert "#CC3333" in square.check(ex_square=lambda x: 0)._repr_markdown_()
 
 
-def test_an_exercise_needs_variables_and_hints():
-    with pytest.raises(ValueError, match="must name at least one notebook variable"):
-        Exercise("E", [], _check_square, hints=["h"], solution="s")
-    with pytest.raises(ValueError, match="needs at least one hint"):
-        Exercise("E", ["v"], _check_square, hints=[], solution="s")
+# --- solution regions: the one source of each answer ---------------------------------------------
+
+CELL = "x = 1\n### BEGIN SOLUTION\nex_a = 2\n### END SOLUTION\nprint(x)"
+
+
+def test_strip_solutions_replaces_each_region_with_the_stub():
+    assert strip_solutions(CELL) == (f"x = 1\n{STUB}\nprint(x)", 1)
+
+
+def test_solution_regions_are_dedented_to_their_marker():
+    assert solution_regions("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION") == ["return 1"]
+
+
+@pytest.mark.parametrize("source, message", [
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside another solution region"),
+    ("### END SOLUTION", "without a '### BEGIN SOLUTION' before it"),
+    ("### BEGIN SOLUTION\nx = 1", "never closed"),
+])
+def test_malformed_markers_are_errors(source, message):
+    with pytest.raises(ValueError, match=message):
+        strip_solutions(source)
+
+
+def _lesson(tmp_path, cells):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    path = tmp_path / "99_test.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_each_exercise_owns_the_regions_before_its_check(tmp_path):
+    path = _lesson(tmp_path, ["### BEGIN SOLUTION\nex_a = 1\n### END SOLUTION", "q1.check()",
+                              "### BEGIN SOLUTION\nhelper = 2\n### END SOLUTION", "### BEGIN SOLUTION\nex_b = helper\n"
+                              "### END SOLUTION", "q2.check()"])
+    assert exercise_solutions(path) == {1: "ex_a = 1", 2: "helper = 2\n\nex_b = helper"}
+
+
+@pytest.mark.parametrize("cells, message", [
+    (["q1.check()"], "has no solution region before it"),
+    (["### BEGIN SOLUTION\nex_a = 1\n### END SOLUTION", "q1.check()", "q1.check()"], "appears twice"),
+    (["### BEGIN SOLUTION\nex_a = 1\n### END SOLUTION"], "belongs to no exercise"),
+])
+def test_a_lesson_whose_regions_do_not_pair_with_checks_is_an_error(tmp_path, cells, message):
+    with pytest.raises(ValueError, match=message):
+        exercise_solutions(_lesson(tmp_path, cells))
+
+
+def test_an_unbound_exercise_cannot_show_a_solution():
+    loose = Exercise("Loose", ["ex_x"], lambda ex_x: "", hints=["h"])
+    with pytest.raises(RuntimeError, match="not bound to a lesson"):
+        loose.solution()

@@ -1,4 +1,6 @@
 """labkit.inspect and labkit.graph: a stable summary and a picture with identical bytes every time."""
+import onnx
+
 import labkit
 
 
@@ -40,3 +42,16 @@ def test_graph_picture_refuses_huge_graphs_with_a_way_out(affine_model):
 def test_graph_picture_saves_to_a_file(tmp_path, affine_model):
     path = labkit.draw_graph(affine_model, rankdir="LR").save(tmp_path / "g.svg")
     assert path.read_text().startswith("<svg")
+
+
+def test_summary_of_an_initializer_with_undefined_dtype_says_so_instead_of_crashing(affine_model):
+    affine_model.graph.initializer.append(onnx.TensorProto(name="odd", dims=[2], data_type=0))
+    text = repr(labkit.summarize(affine_model))
+    assert "initializers (3): 17 values" in text
+    assert "(not counting 1 of undefined or non-numeric type)" in text
+
+
+def test_op_labels_carry_the_domain_only_when_it_is_not_the_default():
+    assert labkit.op_label(onnx.helper.make_node("Relu", ["x"], ["y"])) == "Relu"
+    assert labkit.op_label(onnx.helper.make_node("FusedConv", ["x"], ["y"], domain="com.microsoft")) == \
+        "com.microsoft::FusedConv"

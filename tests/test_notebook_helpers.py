@@ -61,9 +61,10 @@ def test_artifacts_dir_is_created_under_the_checkout():
         path.rmdir()
 
 
-def test_artifacts_dir_rejects_paths():
+@pytest.mark.parametrize("name", ["../elsewhere", "..", ".", "", "a/b", ".hidden", "a\\b"])
+def test_artifacts_dir_rejects_anything_but_a_notebook_stem(name):
     with pytest.raises(ValueError, match="notebook stem"):
-        labkit.artifacts_dir("../elsewhere")
+        labkit.artifacts_dir(name)
 
 
 def test_data_path_lists_shipped_files_when_a_name_is_wrong():

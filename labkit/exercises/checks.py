@@ -6,6 +6,8 @@ from typing import Any
 
 import onnx
 
+from ..onnxfile import graph_inputs
+from ..report import first_line
 from .core import Incorrect
 
 __all__ = ["require_type", "require_onnx_file", "require_inputs", "require_ops"]
@@ -28,15 +30,13 @@ def require_onnx_file(name: str, path: Any) -> onnx.ModelProto:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as error:
-        first = (str(error).strip().splitlines() or [""])[0]
-        raise Incorrect(f"`{name}` ('{path.name}') is not a valid ONNX model: {first}") from None
+        raise Incorrect(f"`{name}` ('{path.name}') is not a valid ONNX model: {first_line(error)}") from None
     return model
 
 
 def require_inputs(model: onnx.ModelProto, expected: list[str]) -> None:
     """The model's real graph inputs must be exactly `expected`, in order."""
-    initializers = {i.name for i in model.graph.initializer}
-    found = [i.name for i in model.graph.input if i.name not in initializers]
+    found = [i.name for i in graph_inputs(model.graph)]
     if found != expected:
         raise Incorrect(f"expected {len(expected)} graph input(s) {expected}, found {len(found)}: {found}")
 

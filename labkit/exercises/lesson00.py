@@ -6,7 +6,7 @@ import torch
 import labkit
 
 from .checks import require_inputs, require_onnx_file
-from .core import Exercise, Incorrect
+from .core import Exercise, Incorrect, bind
 
 __all__ = ["q1"]
 
@@ -23,13 +23,13 @@ def _check_q1(ex1_path, torch_model) -> str:
     return "input 'pixels', output 'logits', and ORT agrees with torch_model"
 
 
-q1 = Exercise(
-    name="Exercise 1",
-    variables=["ex1_path", "torch_model"],
-    check=_check_q1,
-    hints=["torch.onnx.export takes input_names=[...] and output_names=[...] lists.",
+[q1] = bind('00_setup', [
+    Exercise(
+        title='TODO title',
+        answers=['ex1_path'],
+        context=['torch_model'],
+        check=_check_q1,
+        hints=["torch.onnx.export takes input_names=[...] and output_names=[...] lists.",
            "Pass dynamo=False, and the path to write as the third argument."],
-    solution='ex1_path = ARTIFACTS / "ex1.onnx"\n'
-             'torch.onnx.export(torch_model, (x,), ex1_path, dynamo=False,\n'
-             '                  input_names=["pixels"], output_names=["logits"])',
-)
+    ),
+])

@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 
 from .checks import require_inputs, require_onnx_file, require_type
-from .core import Exercise, Incorrect
+from .core import Exercise, Incorrect, bind
 
 __all__ = ["q1", "q2", "q3"]
 
@@ -99,37 +99,30 @@ def _check_q3(ex3_changed) -> str:
     return f"{sorted(expected)} changed; the other AlexNet ops kept their opset-11 versions"
 
 
-q1 = Exercise(
-    name="Exercise 1",
-    variables=["ex1_path", "torch_model"],
-    check=_check_q1,
-    hints=["input_names=['image'] and output_names=['logits'] rename the input and the output.",
+q1, q2, q3 = bind('01_alexnet_export', [
+    Exercise(
+        title='TODO title',
+        answers=['ex1_path'],
+        context=['torch_model'],
+        check=_check_q1,
+        hints=["input_names=['image'] and output_names=['logits'] rename the input and the output.",
            "Legacy: dynamic_axes={'image': {0: 'batch'}, 'logits': {0: 'batch'}}. "
            "Default: dynamic_shapes=({0: torch.export.Dim('batch')},)."],
-    solution='ex1_path = ARTIFACTS / "ex1_alexnet_image.onnx"\n'
-             'torch.onnx.export(torch_model, (x[:1],), ex1_path, dynamo=False,\n'
-             '                  input_names=["image"], output_names=["logits"],\n'
-             '                  dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})',
-)
-
-q2 = Exercise(
-    name="Exercise 2",
-    variables=["ex2_session", "ex2_batch", "ex2_logits", "torch_model"],
-    check=_check_q2,
-    hints=["ort.InferenceSession(path, providers=['CPUExecutionProvider']) opens the model.",
+    ),
+    Exercise(
+        title='TODO title',
+        answers=['ex2_session', 'ex2_batch', 'ex2_logits'],
+        context=['torch_model'],
+        check=_check_q2,
+        hints=["ort.InferenceSession(path, providers=['CPUExecutionProvider']) opens the model.",
            "session.run(None, {'image': batch}) returns a list of outputs; the logits are its first element. "
            "np.random.default_rng(0).standard_normal((3, 3, 224, 224), dtype=np.float32) makes the batch."],
-    solution='ex2_session = ort.InferenceSession(ex1_path, providers=["CPUExecutionProvider"])\n'
-             'ex2_batch = np.random.default_rng(0).standard_normal((3, 3, 224, 224), dtype=np.float32)\n'
-             'ex2_logits = ex2_session.run(["logits"], {"image": ex2_batch})[0]',
-)
-
-q3 = Exercise(
-    name="Exercise 3",
-    variables=["ex3_changed"],
-    check=_check_q3,
-    hints=["onnx.defs.get_schema(op, opset).since_version is the version of `op` in effect at `opset`.",
+    ),
+    Exercise(
+        title='TODO title',
+        answers=['ex3_changed'],
+        check=_check_q3,
+        hints=["onnx.defs.get_schema(op, opset).since_version is the version of `op` in effect at `opset`.",
            "Keep the op types whose since_version at opset 11 differs from the one at opset 13."],
-    solution="ex3_changed = {op for op in op_types\n"
-             "               if onnx.defs.get_schema(op, 11).since_version != onnx.defs.get_schema(op, 13).since_version}",
-)
+    ),
+])

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from ..backends import run_onnx, run_torch
-from ..models import input_specs
+from ..onnxfile import input_specs
 from .checks import require_onnx_file, require_type
-from .core import Exercise, Incorrect
+from .core import Exercise, Incorrect, bind
 
 __all__ = ["q1", "q2", "q3"]
 
@@ -115,66 +115,35 @@ def _check_q3(ex3_path: Any) -> str:
     return "the factor follows x[0] on inputs the export never saw"
 
 
-q1 = Exercise(
-    name="Exercise 1: a loop that really loops",
-    variables=["ex1_path"],
-    check=_check_q1,
-    hints=[
+q1, q2, q3 = bind('02_trace_vs_script', [
+    Exercise(
+        title='a loop that really loops',
+        answers=['ex1_path'],
+        check=_check_q1,
+        hints=[
         "Tracing runs `range(n)` in Python, so the ONNX file only sees the unrolled additions. "
         "The loop must be captured as control flow.",
         "Put the loop in a `@torch.jit.script` function using `range(int(n))` and call it from forward "
         "(then export with dynamo=False), or write it with `torch.while_loop` (dynamo=True).",
     ],
-    solution="""
-@torch.jit.script
-def ex1_double_n_times(x, n):
-    for _ in range(int(n)):
-        x = x * 2
-    return x
-
-class Ex1Doubler(torch.nn.Module):
-    def forward(self, x, n):
-        return ex1_double_n_times(x, n)
-
-ex1_path = ARTIFACTS / "ex1_doubler.onnx"
-torch.onnx.export(Ex1Doubler().eval(), (torch.ones(2, 3), torch.tensor(2)), ex1_path, dynamo=False,
-                  input_names=["x", "n"], output_names=["y"])
-""",
-)
-
-q2 = Exercise(
-    name="Exercise 2: batch, height and width, dynamic and named",
-    variables=["ex2_model", "ex2_path"],
-    check=_check_q2,
-    hints=[
+    ),
+    Exercise(
+        title='batch, height and width, dynamic and named',
+        answers=['ex2_model', 'ex2_path'],
+        check=_check_q2,
+        hints=[
         "Legacy exporter: dynamic_axes={'in': {0: 'batch', 2: 'height', 3: 'width'}} with input_names=['in']. "
         "Default exporter: dynamic_shapes={'input': {0: Dim('batch'), ...}} keyed by forward's argument name.",
         "A Conv2d's forward argument is called `input`; the list form [0, 2, 3] works but gives generated names.",
     ],
-    solution="""
-ex2_model = torch.nn.Conv2d(3, 3, 3).eval()
-ex2_path = ARTIFACTS / "ex2_conv_dynamic.onnx"
-torch.onnx.export(ex2_model, (torch.rand(1, 3, 10, 10),), ex2_path, dynamo=False,
-                  input_names=["in"], output_names=["out"],
-                  dynamic_axes={"in": {0: "batch", 2: "height", 3: "width"},
-                                "out": {0: "batch", 2: "h_out", 3: "w_out"}})
-""",
-)
-
-q3 = Exercise(
-    name="Exercise 3: unfreeze .item()",
-    variables=["ex3_path"],
-    check=_check_q3,
-    hints=[
+    ),
+    Exercise(
+        title='unfreeze .item()',
+        answers=['ex3_path'],
+        check=_check_q3,
+        hints=[
         "`x[0].item()` is a Python float: the tracer records its value, not where it came from.",
         "`x * x[0]` broadcasts a 0-d tensor and stays in the graph (a Gather feeding the Mul).",
     ],
-    solution="""
-class Ex3Rescale(torch.nn.Module):
-    def forward(self, x):
-        return x * x[0]
-
-ex3_path = ARTIFACTS / "ex3_rescale.onnx"
-torch.onnx.export(Ex3Rescale().eval(), (torch.arange(1.0, 5.0),), ex3_path, dynamo=False, input_names=["x"])
-""",
-)
+    ),
+])

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from .checks import require_onnx_file
-from .core import Exercise, Incorrect
+from .core import Exercise, Incorrect, bind
 
 __all__ = ["q1", "q2", "q3"]
 
@@ -36,7 +36,7 @@ def _reference(image: np.ndarray, *, size=None, factor=None) -> np.ndarray:
 
 def _image_input(model: onnx.ModelProto, name: str) -> tuple[str, np.ndarray]:
     """The model's image input (first graph input, float32 rank 4) and a test image that fits its fixed dims."""
-    from ..models import input_specs
+    from ..onnxfile import input_specs
 
     spec = input_specs(model)[0]
     if spec.dtype != np.float32 or len(spec.shape) != 4:
@@ -48,7 +48,7 @@ def _image_input(model: onnx.ModelProto, name: str) -> tuple[str, np.ndarray]:
 
 
 def _second_input(model: onnx.ModelProto, name: str, what: str):
-    from ..models import input_specs
+    from ..onnxfile import input_specs
 
     specs = input_specs(model)
     if len(specs) != 2:
@@ -93,47 +93,12 @@ def _check_q1(ex1_path) -> str:
     return f"output sizes {2 * h}x{3 * w} and {3 * h + 1}x{2 * w + 5} from one file, matching PyTorch"
 
 
-q1 = Exercise(
-    name="Exercise 1: output size as an input",
-    variables=["ex1_path"],
-    check=_check_q1,
-    hints=[
-        "ONNX `Resize(X, roi, scales, sizes)` takes the output size as its fourth input; when `sizes` is given, "
-        "`scales` must be empty. In PyTorch, `F.interpolate(x, size=(h, w), ...)` is the matching call.",
-        "Copy `BicubicResize` and change two things: `forward` calls `F.interpolate(image, size=sizes.tolist()[-2:], "
-        "...)`, and `symbolic` passes an empty float Constant as both `roi` and `scales`, then `sizes`.",
-    ],
-    solution='''
-class BicubicResizeTo(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, image, sizes):
-        return F.interpolate(image, size=sizes.tolist()[-2:], mode="bicubic", align_corners=False)
-
-    @staticmethod
-    def symbolic(g, image, sizes):
-        empty = g.op("Constant", value_t=torch.tensor([], dtype=torch.float32))
-        return g.op("Resize", image, empty, empty, sizes, mode_s="cubic", cubic_coeff_a_f=-0.75,
-                    coordinate_transformation_mode_s="pytorch_half_pixel", nearest_mode_s="floor")
-
-class SizesSRCNN(SRCNN):
-    def upsample(self, x, sizes):
-        return BicubicResizeTo.apply(x, sizes)
-
-ex1_model = SizesSRCNN()
-ex1_model.load_state_dict(state_dict)
-ex1_model.eval()
-ex1_path = ARTIFACTS / "ex1_srcnn_sizes.onnx"
-with torch.no_grad():
-    torch.onnx.export(ex1_model, (x, torch.tensor([1, 3, 300, 200])), ex1_path, dynamo=False, opset_version=11,
-                      input_names=["input", "sizes"], output_names=["output"],
-                      dynamic_axes={"input": {2: "height", 3: "width"}})''',
-)
 
 
 # --- q2: freeze the factor back into a constant ----------------------------------------------
 
 def _check_q2(ex2_path) -> str:
-    from ..models import input_specs
+    from ..onnxfile import input_specs
 
     model = require_onnx_file("ex2_path", ex2_path)
     specs = input_specs(model)
@@ -147,24 +112,6 @@ def _check_q2(ex2_path) -> str:
     return f"one input, output {got.shape[2]}x{got.shape[3]} from {image.shape[2]}x{image.shape[3]}: a fixed x2 model"
 
 
-q2 = Exercise(
-    name="Exercise 2: freeze the factor back",
-    variables=["ex2_path"],
-    check=_check_q2,
-    hints=[
-        "A graph input and an initializer are both just named values: the Resize node refers to 'scales' by name. "
-        "Remove the input from `model.graph.input` and append an initializer with the same name.",
-        "`onnx.numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.float32), 'scales')` makes the initializer; "
-        "`model.graph.input.remove(...)` takes the ValueInfoProto itself.",
-    ],
-    solution='''
-ex2_model = onnx.load(scales_path)
-ex2_model.graph.input.remove(next(i for i in ex2_model.graph.input if i.name == "scales"))
-ex2_model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.float32), "scales"))
-onnx.checker.check_model(ex2_model)
-ex2_path = ARTIFACTS / "ex2_srcnn_x2.onnx"
-onnx.save(ex2_model, ex2_path)''',
-)
 
 
 # --- q3: integer factor, default exporter, no custom op ----------------------------------------
@@ -187,28 +134,38 @@ def _check_q3(ex3_path) -> str:
     return "x2 and x4 from one file, standard ONNX ops only, matching PyTorch"
 
 
-q3 = Exercise(
-    name="Exercise 3: integer factors without a custom op",
-    variables=["ex3_path"],
-    check=_check_q3,
-    hints=[
+q1, q2, q3 = bind('03_dynamic_srcnn', [
+    Exercise(
+        title='output size as an input',
+        answers=['ex1_path'],
+        check=_check_q1,
+        hints=[
+        "ONNX `Resize(X, roi, scales, sizes)` takes the output size as its fourth input; when `sizes` is given, "
+        "`scales` must be empty. In PyTorch, `F.interpolate(x, size=(h, w), ...)` is the matching call.",
+        "Copy `BicubicResize` and change two things: `forward` calls `F.interpolate(image, size=sizes.tolist()[-2:], "
+        "...)`, and `symbolic` passes an empty float Constant as both `roi` and `scales`, then `sizes`.",
+    ],
+    ),
+    Exercise(
+        title='freeze the factor back',
+        answers=['ex2_path'],
+        check=_check_q2,
+        hints=[
+        "A graph input and an initializer are both just named values: the Resize node refers to 'scales' by name. "
+        "Remove the input from `model.graph.input` and append an initializer with the same name.",
+        "`onnx.numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.float32), 'scales')` makes the initializer; "
+        "`model.graph.input.remove(...)` takes the ValueInfoProto itself.",
+    ],
+    ),
+    Exercise(
+        title='integer factors without a custom op',
+        answers=['ex3_path'],
+        check=_check_q3,
+        hints=[
         "Under torch.export, `.item()` on an int tensor gives a symbolic integer. `scale_factor=` refuses it, "
         "but `F.interpolate(x, size=(x.shape[2] * f, x.shape[3] * f), ...)` accepts symbolic sizes.",
         "If the exporter complains it cannot decide something about the value (a data-dependent guard), "
         "state the fact with `torch._check(f >= 1)` right after `.item()`.",
     ],
-    solution='''
-class IntFactorSRCNN(SRCNN):
-    def upsample(self, x, upscale_factor):
-        factor = upscale_factor.item()
-        torch._check(factor >= 1)
-        return F.interpolate(x, size=(x.shape[2] * factor, x.shape[3] * factor), mode="bicubic",
-                             align_corners=False)
-
-ex3_model = IntFactorSRCNN()
-ex3_model.load_state_dict(state_dict)
-ex3_model.eval()
-ex3_path = ARTIFACTS / "ex3_srcnn_int_factor.onnx"
-torch.onnx.export(ex3_model, (x, torch.tensor(3)), ex3_path, dynamo=True, external_data=False, verbose=False,
-                  input_names=["input", "factor"], output_names=["output"])''',
-)
+    ),
+])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..notebook import hide_native_stdout
 from .checks import require_type
-from .core import Exercise, Incorrect
+from .core import Exercise, Incorrect, bind
 
 __all__ = ["q1", "q2", "q3", "CHECK_OPSET"]
 
@@ -134,55 +134,36 @@ def _check_q3(ex3_table) -> str:
     return f"exported with ops [{_ops(model)}], no Atanh; ONNX Runtime matches torch.atanh"
 
 
-q1 = Exercise(
-    name="Exercise 1: a symbolic for aten::acosh",
-    variables=["ex1_symbolic"],
-    check=_check_q1,
-    hints=[
+q1, q2, q3 = bind('04_operator_support', [
+    Exercise(
+        title='a symbolic for aten::acosh',
+        answers=['ex1_symbolic'],
+        check=_check_q1,
+        hints=[
         "The schema is `aten::acosh(Tensor self) -> Tensor`, so the function is `def ex1_symbolic(g, self): ...`.",
         "Return `g.op(\"Acosh\", self)`, then `torch.onnx.register_custom_op_symbolic(\"aten::acosh\", ex1_symbolic, 9)`.",
     ],
-    solution="""
-def ex1_symbolic(g, self):
-    return g.op("Acosh", self)
-
-torch.onnx.register_custom_op_symbolic("aten::acosh", ex1_symbolic, 9)
-""",
-)
-
-q2 = Exercise(
-    name="Exercise 2: logcumsumexp as Exp, CumSum, Log",
-    variables=["ex2_symbolic"],
-    check=_check_q2,
-    hints=[
+    ),
+    Exercise(
+        title='logcumsumexp as Exp, CumSum, Log',
+        answers=['ex2_symbolic'],
+        check=_check_q2,
+        hints=[
         "Decorate the function with `@symbolic_helper.parse_args(\"v\", \"i\")`: `self` stays a graph value, "
         "`dim` becomes a Python int.",
         "CumSum's axis is an input tensor: `axis = g.op(\"Constant\", value_t=torch.tensor(dim, dtype=torch.int64))`, "
         "then `g.op(\"Log\", g.op(\"CumSum\", g.op(\"Exp\", self), axis))`.",
     ],
-    solution="""
-@symbolic_helper.parse_args("v", "i")
-def ex2_symbolic(g, self, dim):
-    axis = g.op("Constant", value_t=torch.tensor(dim, dtype=torch.int64))
-    return g.op("Log", g.op("CumSum", g.op("Exp", self), axis))
-""",
-)
-
-q3 = Exercise(
-    name="Exercise 3: override the default exporter's atanh",
-    variables=["ex3_table"],
-    check=_check_q3,
-    hints=[
+    ),
+    Exercise(
+        title="override the default exporter's atanh",
+        answers=['ex3_table'],
+        check=_check_q3,
+        hints=[
         "The key is the ATen overload `torch.ops.aten.atanh.default`; the value is an onnxscript function "
         "`def atanh_onnx(x): ...` built from `op.*` calls (`from onnxscript import opset20 as op`).",
         "`one = op.CastLike(1.0, x)` makes a constant of x's dtype; then "
         "`op.CastLike(0.5, x) * op.Log((one + x) / (one - x))`.",
     ],
-    solution="""
-def atanh_onnx(x):
-    one = op.CastLike(1.0, x)
-    return op.CastLike(0.5, x) * op.Log((one + x) / (one - x))
-
-ex3_table = {torch.ops.aten.atanh.default: atanh_onnx}
-""",
-)
+    ),
+])

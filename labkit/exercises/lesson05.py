@@ -11,9 +11,10 @@ import onnx
 from onnx import numpy_helper
 
 from ..backends import run_onnx
-from ..models import input_specs, output_specs
+from ..onnxfile import input_specs, output_specs
+from ..report import first_line
 from .checks import require_inputs, require_onnx_file, require_ops, require_type
-from .core import Exercise, Incorrect
+from .core import Exercise, Incorrect, bind
 
 __all__ = ["q1", "q2", "q3", "Q1_WEIGHT", "Q1_BIAS", "plant_fault"]
 
@@ -38,8 +39,7 @@ def _check_q1(ex1_model) -> str:
     try:
         onnx.checker.check_model(ex1_model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
-        first = (str(error).strip().splitlines() or [""])[0]
-        raise Incorrect(f"the ONNX checker rejects `ex1_model`: {first}") from None
+        raise Incorrect(f"the ONNX checker rejects `ex1_model`: {first_line(error)}") from None
     require_inputs(ex1_model, ["x"])
     require_ops(ex1_model, "Gemm", "Relu")
     nodes = list(ex1_model.graph.node)
@@ -65,26 +65,6 @@ def _check_q1(ex1_model) -> str:
     return "a Gemm then a Relu, checker-clean, IR 10 / opset 20, any batch size"
 
 
-q1 = Exercise(
-    name="Q1: a Relu after a Gemm, by hand",
-    variables=["ex1_model"],
-    check=_check_q1,
-    hints=[
-        "Gemm computes alpha * A @ B' + beta * C; with transB=1, B' is B transposed, so B = Q1_WEIGHT as stored.",
-        "Put the weight and bias in the graph as initializers: "
-        "helper.make_graph(nodes, name, inputs, outputs, initializer=[numpy_helper.from_array(Q1_WEIGHT, 'W'), ...]).",
-        "Input: helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 3]); output 'y' is ['N', 2].",
-    ],
-    solution="""\
-x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])
-y_info = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])
-gemm = helper.make_node("Gemm", ["x", "W", "B"], ["h"], transB=1)
-relu = helper.make_node("Relu", ["h"], ["y"])
-graph = helper.make_graph([gemm, relu], "gemm_relu", [x_info], [y_info],
-                          initializer=[numpy_helper.from_array(Q1_WEIGHT, "W"),
-                                       numpy_helper.from_array(Q1_BIAS, "B")])
-ex1_model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 20)])""",
-)
 
 
 def _conv_chain(x: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -118,20 +98,6 @@ def _check_q2(ex2_path) -> str:
     return f"{inputs[0].name!r} -> {outputs[0].name!r}: the two Convs of convs3"
 
 
-q2 = Exercise(
-    name="Q2: extract the convs3 branch",
-    variables=["ex2_path"],
-    check=_check_q2,
-    hints=[
-        "The branch starts at the tensor that convs1 outputs and ends at the tensor that convs3 outputs.",
-        "Look both names up the way section 6 did (the module scope of each node), not by hard-coding them.",
-        "onnx.utils.extract_model(source, target, [input_name], [output_name]) writes the sub-model.",
-    ],
-    solution="""\
-ex2_path = ARTIFACTS / "convs3_branch.onnx"
-q2_names = tensor_names(onnx_models["legacy"])   # section 6: tensor names by module scope
-onnx.utils.extract_model(onnx_paths["legacy"], ex2_path, [q2_names["convs1"]], [q2_names["convs3"]])""",
-)
 
 _FAULT_PARAMETER = "convs2.1.weight"
 _planted: dict[str, Path] = {}
@@ -176,16 +142,36 @@ def _check_q3(ex3_node) -> str:
     raise Incorrect(f"node {ex3_node!r} agrees with torch: it is not downstream of the fault")
 
 
-q3 = Exercise(
-    name="Q3: which node is broken?",
-    variables=["ex3_node"],
-    check=_check_q3,
-    hints=[
+q1, q2, q3 = bind('05_onnx_construction', [
+    Exercise(
+        title='a Relu after a Gemm, by hand',
+        answers=['ex1_model'],
+        check=_check_q1,
+        hints=[
+        "Gemm computes alpha * A @ B' + beta * C; with transB=1, B' is B transposed, so B = Q1_WEIGHT as stored.",
+        "Put the weight and bias in the graph as initializers: "
+        "helper.make_graph(nodes, name, inputs, outputs, initializer=[numpy_helper.from_array(Q1_WEIGHT, 'W'), ...]).",
+        "Input: helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 3]); output 'y' is ['N', 2].",
+    ],
+    ),
+    Exercise(
+        title='extract the convs3 branch',
+        answers=['ex2_path'],
+        check=_check_q2,
+        hints=[
+        "The branch starts at the tensor that convs1 outputs and ends at the tensor that convs3 outputs.",
+        "Look both names up the way section 6 did (the module scope of each node), not by hard-coding them.",
+        "onnx.utils.extract_model(source, target, [input_name], [output_name]) writes the sub-model.",
+    ],
+    ),
+    Exercise(
+        title='which node is broken?',
+        answers=['ex3_node'],
+        check=_check_q3,
+        hints=[
         "find_divergence(torch_model, broken_path, x) compares every intermediate with torch.",
         "The report's `.first_node` is the ONNX node that wrote the first tensor over tolerance; "
         "answer with its `.name`.",
     ],
-    solution="""\
-report = find_divergence(torch_model, q3_path, x)
-ex3_node = report.first_node.name""",
-)
+    ),
+])

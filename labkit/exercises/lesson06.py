@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 
 from .checks import require_onnx_file, require_ops, require_type
-from .core import Exercise, Incorrect
+from .core import Exercise, Incorrect, bind
 
 __all__ = ["q1", "q2", "q3"]
 
@@ -37,19 +37,6 @@ def _check_q1(ex1_session) -> str:
     return "1 intra-op thread, level ORT_ENABLE_EXTENDED, on the CPU, for SRCNN"
 
 
-q1 = Exercise(
-    name="Exercise 1",
-    variables=["ex1_session"],
-    check=_check_q1,
-    hints=["Every knob lives on an onnxruntime.SessionOptions object, passed as sess_options=...",
-           "options.intra_op_num_threads and options.graph_optimization_level "
-           "(ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)."],
-    solution="ex1_options = ort.SessionOptions()\n"
-             "ex1_options.intra_op_num_threads = 1\n"
-             "ex1_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED\n"
-             "ex1_session = ort.InferenceSession(srcnn_path, sess_options=ex1_options,\n"
-             "                                   providers=['CPUExecutionProvider'])",
-)
 
 
 @lru_cache(maxsize=1)
@@ -125,15 +112,6 @@ def _check_q2(ex2_path) -> str:
     return f"first convolution in float, the other two ConvInteger, within {MAX_LOSS_DB} dB of fp32"
 
 
-q2 = Exercise(
-    name="Exercise 2",
-    variables=["ex2_path"],
-    check=_check_q2,
-    hints=["quantize_dynamic takes the same nodes_to_exclude=[...] list of node names as quantize_static.",
-           "quantize_dynamic(srcnn_pre, ex2_path, weight_type=QuantType.QInt8, nodes_to_exclude=sensitive)"],
-    solution='ex2_path = ARTIFACTS / "ex2_srcnn_dynamic_mixed.onnx"\n'
-             'quantize_dynamic(srcnn_pre, ex2_path, weight_type=QuantType.QInt8, nodes_to_exclude=sensitive)',
-)
 
 
 def _check_q3(ex3_path, ex3_loss) -> str:
@@ -151,20 +129,6 @@ def _check_q3(ex3_path, ex3_loss) -> str:
     return f"first convolution in float, QDQ per-channel elsewhere, within {MAX_LOSS_DB} dB of fp32, loss measured right"
 
 
-q3 = Exercise(
-    name="Exercise 3",
-    variables=["ex3_path", "ex3_loss"],
-    check=_check_q3,
-    hints=["quantize_static(..., calibrate_method=CalibrationMethod.Percentile, nodes_to_exclude=sensitive)",
-           "labkit.run_onnx(ex3_path, lr)['sr'] gives the output; sr_psnr(output) its PSNR; "
-           "subtract it from psnr['ORT fp32']."],
-    solution='ex3_path = ARTIFACTS / "ex3_srcnn_int8_percentile_mixed.onnx"\n'
-             'quantize_static(srcnn_pre, ex3_path, ImageReader(sr_calib, input_name="lr", batch=3),\n'
-             '                quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,\n'
-             '                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,\n'
-             '                nodes_to_exclude=sensitive)\n'
-             'ex3_loss = psnr["ORT fp32"] - sr_psnr(labkit.run_onnx(ex3_path, lr)["sr"])',
-)
 
 
 def _require_per_channel(model: onnx.ModelProto) -> None:
@@ -180,3 +144,30 @@ def _require_per_channel(model: onnx.ModelProto) -> None:
         scale = initializers.get(dequantize.input[1])
         if scale is None or len(scale.dims) != 1 or scale.dims[0] <= 1:
             raise Incorrect(f"the weight of {node.name!r} has one scale for all channels: pass per_channel=True")
+
+
+q1, q2, q3 = bind('06_cpu_performance', [
+    Exercise(
+        title='TODO title',
+        answers=['ex1_session'],
+        check=_check_q1,
+        hints=["Every knob lives on an onnxruntime.SessionOptions object, passed as sess_options=...",
+           "options.intra_op_num_threads and options.graph_optimization_level "
+           "(ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)."],
+    ),
+    Exercise(
+        title='TODO title',
+        answers=['ex2_path'],
+        check=_check_q2,
+        hints=["quantize_dynamic takes the same nodes_to_exclude=[...] list of node names as quantize_static.",
+           "quantize_dynamic(srcnn_pre, ex2_path, weight_type=QuantType.QInt8, nodes_to_exclude=sensitive)"],
+    ),
+    Exercise(
+        title='TODO title',
+        answers=['ex3_path', 'ex3_loss'],
+        check=_check_q3,
+        hints=["quantize_static(..., calibrate_method=CalibrationMethod.Percentile, nodes_to_exclude=sensitive)",
+           "labkit.run_onnx(ex3_path, lr)['sr'] gives the output; sr_psnr(output) its PSNR; "
+           "subtract it from psnr['ORT fp32']."],
+    ),
+])

@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .backends import BACKENDS, prepare_inputs, run_onnx
-from .compare import compare_arrays
-from .models import ModelLike, load_model
+from .backends import check_backends, prepare_inputs, run_onnx, torch_args
+from .compare import check_tolerances, compare_arrays
+from .onnxfile import ModelLike, graph_inputs, load_model
+from .report import format_table, status, summary_line
 
 __all__ = ["Activation", "Boundary", "DivergenceReport", "TensorCheck", "capture_activations",
            "expose_intermediates", "find_divergence", "module_boundaries", "node_scope"]
@@ -144,7 +145,7 @@ def module_boundaries(onnx_model: ModelLike, torch_model) -> dict[str, Boundary]
         for name in node.input:
             consumers[name].add(index)
     graph_outputs = [vi.name for vi in graph.output]
-    result = {"": Boundary("", tuple(vi.name for vi in graph.input if vi.name not in initializers),
+    result = {"": Boundary("", tuple(vi.name for vi in graph_inputs(graph)),
                            tuple(graph_outputs), tuple(node.name for node in graph.node))}
     for module in dict.fromkeys(m for chain in chains for m in chain):  # in order of first node
         inside = [i for i, chain in enumerate(chains) if module in chain]
@@ -192,12 +193,6 @@ def _tensor_leaves(value: Any) -> list:
     return []
 
 
-def _torch_args(inputs: Any) -> tuple:
-    import torch
-
-    values = tuple(inputs.values()) if isinstance(inputs, Mapping) else (
-        tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,))
-    return tuple(torch.as_tensor(v) if isinstance(v, np.ndarray) else v for v in values)
 
 
 def capture_activations(torch_model, inputs: Any) -> list[Activation]:
@@ -232,7 +227,7 @@ def capture_activations(torch_model, inputs: Any) -> list[Activation]:
             handles.append(module.register_forward_hook(post_hook(name)))
         torch_model.eval()
         with torch.no_grad():
-            torch_model(*_torch_args(inputs))
+            torch_model(*torch_args(inputs))
     finally:
         for handle in handles:
             handle.remove()
@@ -322,14 +317,12 @@ class DivergenceReport:
         """`STATUS | tensor | op | torch activation | shape` lines, aligned; the first failure is marked."""
         rows = self.rows if max_rows is None else self.rows[:max_rows]
         first = self.first
-        lines = [("PASSED" if r.passed else "FAILED", r.tensor, r.op_type, r.torch, str(list(r.shape)),
-                  "<- first divergence" if r is first else "") for r in rows]
-        widths = [max(len(line[i]) for line in lines) for i in range(5)] if lines else []
-        text = [" | ".join(f"{v:<{w}}" for v, w in zip(line, widths)) + (f" {line[5]}" if line[5] else "")
-                for line in lines]
+        text = format_table(None, [(status(r.passed), r.tensor, r.op_type, r.torch, str(list(r.shape)),
+                                    "<- first divergence" if r is first else "") for r in rows], sep=" | ")
+        text = "\n".join(line.removesuffix(" |").rstrip() for line in text.splitlines())
         if max_rows is not None and len(self.rows) > max_rows:
-            text.append(f"... {len(self.rows) - max_rows} more row(s)")
-        return "\n".join(line.rstrip() for line in text)
+            text += f"\n... {len(self.rows) - max_rows} more row(s)"
+        return text
 
     def _suspects(self) -> str:
         node = self.first_node
@@ -346,13 +339,10 @@ class DivergenceReport:
 
     def __repr__(self) -> str:
         passed = sum(r.passed for r in self.rows)
-        tolerance = f"(atol={self.atol:.0e}, rtol={self.rtol:.0e})"
-        lines = [self.table()]
-        if self:
-            lines.append(f"PASSED: {passed}/{len(self.rows)} matched tensors agree with torch {tolerance}")
-        else:
+        lines = [self.table(), summary_line(passed, len(self.rows), "matched tensors agree with torch",
+                                            suffix=f"(atol={self.atol:.0e}, rtol={self.rtol:.0e})")]
+        if not self:
             first, node = self.first, self.first_node
-            lines.append(f"FAILED: {passed}/{len(self.rows)} matched tensors agree with torch {tolerance}")
             lines.append(f"first divergence: '{first.tensor}' from {node.op_type} node '{node.name}' "
                          f"(torch: {first.torch})")
             lines.append(self._suspects())
@@ -383,10 +373,8 @@ def _check(tensor: str, node: onnx.NodeProto, value: np.ndarray, seen: list[Acti
 def find_divergence(torch_model, onnx_model: ModelLike, inputs: Any, *, atol: float = 1e-4,
                     rtol: float = 1e-3, backend: str = "onnxruntime") -> DivergenceReport:
     """Compare every ONNX intermediate with the matching torch activation; report the first over tolerance."""
-    if atol < 0 or rtol < 0:
-        raise ValueError(f"tolerances must be >= 0, got atol={atol}, rtol={rtol}")
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    atol, rtol = check_tolerances(atol, rtol)
+    check_backends([backend])
     _module_names(torch_model)
     proto = load_model(onnx_model)
     feeds = prepare_inputs(proto, inputs)

@@ -1,4 +1,4 @@
-"""labkit.debug: the first ONNX tensor that diverges from PyTorch, found for both exporters."""
+"""labkit.divergence: the first ONNX tensor that diverges from PyTorch, found for both exporters."""
 from __future__ import annotations
 
 import re
@@ -8,9 +8,9 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from labkit.debug import (capture_activations, expose_intermediates, find_divergence, module_boundaries,
+from labkit.divergence import (capture_activations, expose_intermediates, find_divergence, module_boundaries,
                           node_scope)
-from conftest import export_both
+from helpers import export_both
 
 
 
@@ -172,7 +172,7 @@ def test_rejects_a_torch_model_that_is_not_a_module(branchy):
 
 def test_rejects_negative_tolerance_and_unknown_backend(branchy):
     model, x, exports = branchy
-    with pytest.raises(ValueError, match="tolerances must be >= 0"):
+    with pytest.raises(ValueError, match="atol must be a finite number >= 0"):
         find_divergence(model, exports["legacy"], x, atol=-1)
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
         find_divergence(model, exports["legacy"], x, backend="tensorrt")
