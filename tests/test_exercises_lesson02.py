@@ -1,6 +1,8 @@
-"""Lesson 02 exercises: wrong answers are not Correct, right ones are, missing variables are Not attempted."""
+"""Lesson 02 exercises: wrong answers are Incorrect with a message that says why, right ones are Correct,
+missing variables are Not attempted."""
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -23,7 +25,12 @@ def _export_legacy(model, args, path, **kwargs):
     return path
 
 
-# --- q1: a loop that really loops ---------------------------------------------------------------
+def _export_default(model, args, path, **kwargs):
+    torch.onnx.export(model, args, path, dynamo=True, verbose=False, external_data=False, **kwargs)
+    return path
+
+
+# --- q1: a loop that keeps its count ------------------------------------------------------------
 
 class _TracedDoubler(torch.nn.Module):
     def forward(self, x, n):
@@ -123,127 +130,176 @@ def test_q1_missing_variable_is_not_attempted():
     assert not outcome
 
 
-# --- q2: batch, height and width, dynamic and named ---------------------------------------------
+# --- q2: a loop the data decides --------------------------------------------------------------------
+# The reference is passed by keyword: the check would otherwise look for `HalveUntilSmall` in this module.
 
-@pytest.fixture
-def conv():
-    torch.manual_seed(0)
-    return torch.nn.Conv2d(3, 3, 3).eval()
-
-
-IMAGE = (torch.rand(1, 3, 10, 10),)
-NAMED_AXES = {"in": {0: "batch", 2: "height", 3: "width"}, "out": {0: "batch", 2: "h_out", 3: "w_out"}}
+class _HalveUntilSmall(torch.nn.Module):
+    def forward(self, x):
+        while x.abs().max() > 1:
+            x = x / 2
+        return x
 
 
-def test_q2_static_export_is_incorrect_and_names_the_fixed_dim(tmp_path, conv):
-    path = _export_legacy(conv, IMAGE, tmp_path / "static.onnx", input_names=["in"], output_names=["out"])
-    outcome = q2.check(ex2_model=conv, ex2_path=path)
+class _WhileHalve(torch.nn.Module):
+    def forward(self, x):
+        return torch.while_loop(lambda x: x.abs().max() > 1, lambda x: (x / 2,), (x,))[0]
+
+
+def _halve_py(x):
+    while bool(x.abs().max() > 1):
+        x = x / 2
+    return x
+
+
+def _halve_no_abs_py(x):
+    while bool(x.max() > 1):
+        x = x / 2
+    return x
+
+
+def _halve_one_too_many_py(x):
+    while bool(x.abs().max() >= 1):
+        x = x / 2
+    return x
+
+
+def _module(function):
+    scripted = _scripted(function)
+
+    class Scripted(torch.nn.Module):
+        def forward(self, x):
+            return scripted(x)
+
+    return Scripted().eval()
+
+
+HALVE_EXAMPLE = (torch.tensor([[3.0, -1.0, 0.5], [0.1, 2.0, 1.0]]),)
+
+
+def _q2(path):
+    return q2.check(ex2_path=path, HalveUntilSmall=_HalveUntilSmall)
+
+
+def test_q2_traced_while_is_incorrect_and_says_the_stopping_test_ran_in_python(tmp_path):
+    path = _export_legacy(_HalveUntilSmall(), HALVE_EXAMPLE, tmp_path / "traced.onnx")
+    outcome = _q2(path)
     assert outcome.status == INCORRECT
-    assert "batch (dim 0) is fixed at 1" in outcome.message
+    assert "no Loop node" in outcome.message and "ran in Python" in outcome.message
 
 
-def test_q2_batch_only_is_incorrect_and_names_the_height(tmp_path, conv):
-    path = _export_legacy(conv, IMAGE, tmp_path / "batch.onnx", input_names=["in"], output_names=["out"],
-                          dynamic_axes={"in": {0: "batch"}, "out": {0: "batch"}})
-    outcome = q2.check(ex2_model=conv, ex2_path=path)
-    assert outcome.status == INCORRECT
-    assert "height (dim 2) is fixed at 10" in outcome.message
+def test_q2_scripted_while_is_correct(tmp_path):
+    path = _export_legacy(_module(_halve_py), HALVE_EXAMPLE, tmp_path / "scripted.onnx")
+    outcome = _q2(path)
+    assert outcome.status == CORRECT, outcome.message
+    assert "0, 0, 1, 3, 102 halvings" in outcome.message
 
 
-def test_q2_list_form_axes_are_incorrect_because_unnamed(tmp_path, conv):
-    path = _export_legacy(conv, IMAGE, tmp_path / "list.onnx", input_names=["in"], output_names=["out"],
-                          dynamic_axes={"in": [0, 2, 3], "out": [0, 2, 3]})
-    outcome = q2.check(ex2_model=conv, ex2_path=path)
-    assert outcome.status == INCORRECT
-    assert "no name of yours" in outcome.message
-
-
-def test_q2_named_dynamic_axes_are_correct(tmp_path, conv):
-    path = _export_legacy(conv, IMAGE, tmp_path / "named.onnx", input_names=["in"], output_names=["out"],
-                          dynamic_axes=NAMED_AXES)
-    outcome = q2.check(ex2_model=conv, ex2_path=path)
+def test_q2_while_loop_on_the_default_exporter_is_correct(tmp_path):
+    path = _export_default(_WhileHalve().eval(), HALVE_EXAMPLE, tmp_path / "while.onnx")
+    outcome = _q2(path)
     assert outcome.status == CORRECT, outcome.message
 
 
-def test_q2_named_dims_on_the_default_exporter_are_correct(tmp_path, conv):
-    path = tmp_path / "default.onnx"
-    Dim = torch.export.Dim
-    torch.onnx.export(conv, IMAGE, path, dynamo=True, verbose=False, external_data=False, input_names=["in"],
-                      dynamic_shapes={"input": {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}})
-    outcome = q2.check(ex2_model=conv, ex2_path=path)
-    assert outcome.status == CORRECT, outcome.message
-
-
-def test_q2_export_of_a_different_model_is_incorrect(tmp_path, conv):
-    other = torch.nn.Conv2d(3, 3, 3).eval()  # different random weights
-    path = _export_legacy(other, IMAGE, tmp_path / "other.onnx", input_names=["in"], output_names=["out"],
-                          dynamic_axes=NAMED_AXES)
-    outcome = q2.check(ex2_model=conv, ex2_path=path)
+def test_q2_condition_without_abs_is_incorrect_on_a_negative_element(tmp_path):
+    path = _export_legacy(_module(_halve_no_abs_py), HALVE_EXAMPLE, tmp_path / "no_abs.onnx")
+    outcome = _q2(path)
     assert outcome.status == INCORRECT
-    assert "differs from ex2_model" in outcome.message
+    assert "largest |x| is 2 (a negative element) your file halved 0 time(s); HalveUntilSmall halves 1" \
+        in outcome.message
 
 
-def test_q2_model_that_is_not_a_module_is_incorrect(tmp_path, conv):
-    path = _export_legacy(conv, IMAGE, tmp_path / "named.onnx", input_names=["in"], dynamic_axes=NAMED_AXES)
-    outcome = q2.check(ex2_model="conv", ex2_path=path)
+def test_q2_condition_that_also_halves_a_one_is_incorrect(tmp_path):
+    path = _export_legacy(_module(_halve_one_too_many_py), HALVE_EXAMPLE, tmp_path / "ge.onnx")
+    outcome = _q2(path)
     assert outcome.status == INCORRECT
-    assert "`ex2_model` should be a Module" in outcome.message
+    assert "largest |x| is 2" in outcome.message and "halved 2 time(s)" in outcome.message
 
 
-def test_q2_missing_variables_are_not_attempted():
-    outcome = q2.check()
+def test_q2_missing_variable_is_not_attempted():
+    outcome = q2.check(HalveUntilSmall=_HalveUntilSmall)
     assert outcome.status == NOT_ATTEMPTED
-    assert "ex2_model" in outcome.message and "ex2_path" in outcome.message
+    assert "ex2_path" in outcome.message
 
 
-# --- q3: unfreeze .item() --------------------------------------------------------------------
+def test_q2_missing_reference_model_says_run_the_cells_above(tmp_path):
+    outcome = q2.check(ex2_path=tmp_path / "whatever.onnx")
+    assert outcome.status == NOT_ATTEMPTED
+    assert "`HalveUntilSmall` comes from the lesson's cells above" in outcome.message
 
-class _ItemRescale(torch.nn.Module):
+
+# --- q3: a length that must stay in the graph -------------------------------------------------------
+
+class _SqrtNPool(torch.nn.Module):
     def forward(self, x):
-        return x * x[0].item()
+        return x.sum(dim=1) / math.sqrt(x.shape[1])
 
 
-class _TensorRescale(torch.nn.Module):
+class _PowPool(torch.nn.Module):
     def forward(self, x):
-        return x * x[0]
+        return x.sum(dim=1) / x.shape[1] ** 0.5
 
 
-class _LastRescale(torch.nn.Module):
+class _MeanPool(torch.nn.Module):
     def forward(self, x):
-        return x * x[-1]
+        return x.mean(dim=1)
 
 
-VECTOR = (torch.arange(1.0, 5.0),)
+SEQUENCES = (torch.rand(2, 5, 8),)
+NAMED_STEPS = {"x": {0: "batch", 1: "steps"}}
 
 
-def test_q3_item_trace_is_incorrect_and_says_the_factor_was_frozen(tmp_path):
-    path = _export_legacy(_ItemRescale(), VECTOR, tmp_path / "item.onnx", input_names=["x"])
-    outcome = q3.check(ex3_path=path)
-    assert outcome.status == INCORRECT
-    assert "multiplies by 1 whatever the input" in outcome.message and "frozen" in outcome.message
+def _q3(path):
+    return q3.check(ex3_path=path, SqrtNPool=_SqrtNPool)
 
 
-def test_q3_tensor_only_model_is_correct(tmp_path):
-    path = _export_legacy(_TensorRescale(), VECTOR, tmp_path / "tensor.onnx", input_names=["x"])
-    outcome = q3.check(ex3_path=path)
+def test_q3_pow_with_named_dynamic_axes_is_correct(tmp_path):
+    path = _export_legacy(_PowPool(), SEQUENCES, tmp_path / "pow.onnx", input_names=["x"], dynamic_axes=NAMED_STEPS)
+    outcome = _q3(path)
+    assert outcome.status == CORRECT, outcome.message
+    assert "[batch, steps, 8]" in outcome.message
+
+
+def test_q3_pow_on_the_default_exporter_is_correct(tmp_path):
+    Dim = torch.export.Dim
+    path = _export_default(_PowPool(), SEQUENCES, tmp_path / "pow_default.onnx",
+                           dynamic_shapes={"x": {0: Dim("batch"), 1: Dim("steps")}})
+    outcome = _q3(path)
     assert outcome.status == CORRECT, outcome.message
 
 
-def test_q3_wrong_element_is_incorrect(tmp_path):
-    path = _export_legacy(_LastRescale(), VECTOR, tmp_path / "last.onnx", input_names=["x"])
-    outcome = q3.check(ex3_path=path)
+def test_q3_traced_math_sqrt_is_incorrect_and_names_the_frozen_length(tmp_path):
+    path = _export_legacy(_SqrtNPool(), SEQUENCES, tmp_path / "frozen.onnx", input_names=["x"],
+                          dynamic_axes=NAMED_STEPS)
+    outcome = _q3(path)
     assert outcome.status == INCORRECT
-    assert "expected x * x[0]" in outcome.message
+    assert "divides by √5 whatever the length" in outcome.message and "frozen" in outcome.message
 
 
-def test_q3_two_dimensional_export_is_incorrect_with_a_hint(tmp_path):
-    path = _export_legacy(_TensorRescale(), (torch.ones(2, 4),), tmp_path / "matrix.onnx", input_names=["x"])
-    outcome = q3.check(ex3_path=path)
+def test_q3_math_sqrt_on_the_default_exporter_is_incorrect_because_the_steps_came_out_static(tmp_path):
+    Dim = torch.export.Dim
+    path = _export_default(_SqrtNPool(), SEQUENCES, tmp_path / "static_default.onnx",
+                           dynamic_shapes={"x": {0: Dim("batch"), 1: Dim("steps")}})
+    outcome = _q3(path)
     assert outcome.status == INCORRECT
-    assert "1-D" in outcome.message
+    assert "steps (dim 1) is fixed at 5: make it dynamic" in outcome.message and "forced it static" in outcome.message
+
+
+def test_q3_list_form_axes_are_incorrect_because_unnamed(tmp_path):
+    path = _export_legacy(_PowPool(), SEQUENCES, tmp_path / "list.onnx", input_names=["x"],
+                          dynamic_axes={"x": [0, 1]})
+    outcome = _q3(path)
+    assert outcome.status == INCORRECT
+    assert "batch (dim 0) has no name of yours" in outcome.message
+
+
+def test_q3_a_model_that_averages_is_incorrect(tmp_path):
+    path = _export_legacy(_MeanPool(), SEQUENCES, tmp_path / "mean.onnx", input_names=["x"], dynamic_axes=NAMED_STEPS)
+    outcome = _q3(path)
+    assert outcome.status == INCORRECT
+    assert "differs from SqrtNPool's" in outcome.message
 
 
 def test_q3_missing_variable_is_not_attempted():
-    outcome = q3.check()
+    outcome = q3.check(SqrtNPool=_SqrtNPool)
     assert outcome.status == NOT_ATTEMPTED
     assert "ex3_path" in outcome.message

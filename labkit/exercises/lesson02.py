@@ -1,9 +1,12 @@
-"""Lesson 02 exercises: a real ONNX Loop, named dynamic axes, and a trace that follows its input.
+"""Lesson 02 exercises: a loop that keeps its count, a loop the data decides, a length that stays in the graph.
 
     from labkit.exercises.lesson02 import q1, q2, q3
+
+Every check runs the learner's ONNX file in ONNX Runtime on inputs the export never saw.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -16,7 +19,10 @@ from .core import Exercise, Incorrect, bind
 __all__ = ["q1", "q2", "q3"]
 
 LOOP_COUNTS = (0, 3, 7)
-CONV_SHAPES = ((1, 3, 10, 10), (2, 3, 10, 10), (1, 3, 20, 20), (3, 3, 16, 12))
+# Scales for exercise 2's inputs: 0 and 0.75 need no halving, 2 exactly one (the loop must stop at 1),
+# 8 three (reached through a negative element), 3e30 about a hundred (no unrolled file has that many).
+HALVING_SCALES = (0.0, 0.75, 2.0, 8.0, 3e30)
+POOL_SHAPES = ((1, 1), (3, 7), (2, 64), (4, 2))  # (batch, steps) the check runs for exercise 3
 
 
 def _concrete(shape: tuple, fill: int) -> tuple:
@@ -24,12 +30,22 @@ def _concrete(shape: tuple, fill: int) -> tuple:
     return tuple(d if isinstance(d, int) else fill for d in shape)
 
 
-def _check_q1(ex1_path: Any) -> str:
-    model = require_onnx_file("ex1_path", ex1_path)
+def _only_output(model, feeds: dict) -> np.ndarray:
+    return next(iter(run_onnx(model, feeds).values()))
+
+
+def _require_loop(model, what: str) -> None:
     ops = sorted({node.op_type for node in model.graph.node})
     if "Loop" not in ops:
-        raise Incorrect(f"the main graph has no Loop node (its ops: {', '.join(ops)}): the loop was unrolled "
-                        "at export time; script the loop (dynamo=False) or use torch.while_loop (dynamo=True)")
+        raise Incorrect(f"the main graph has no Loop node (its ops: {', '.join(ops)}): {what}")
+
+
+# --- exercise 1 -------------------------------------------------------------------------------------
+
+def _check_q1(ex1_path: Any) -> str:
+    model = require_onnx_file("ex1_path", ex1_path)
+    _require_loop(model, "the loop was unrolled at export time; script the loop (dynamo=False) or use "
+                         "torch.while_loop (default exporter)")
     specs = input_specs(model)
     if len(specs) != 2:
         raise Incorrect(f"expected 2 graph inputs (x, then the count n), found {len(specs)}: "
@@ -38,112 +54,159 @@ def _check_q1(ex1_path: Any) -> str:
     if x_spec.dtype != np.float32 or n_spec.dtype != np.int64:
         raise Incorrect(f"expected inputs x: float32 and n: int64, found {x_spec.name}: {x_spec.dtype} and "
                         f"{n_spec.name}: {n_spec.dtype}")
-    x = np.linspace(-1.0, 1.0, int(np.prod(_concrete(x_spec.shape, 2)))).astype(np.float32)
-    x = x.reshape(_concrete(x_spec.shape, 2))
+    shape = _concrete(x_spec.shape, 2)
+    x = np.linspace(-1.0, 1.0, int(np.prod(shape))).astype(np.float32).reshape(shape)
     for count in LOOP_COUNTS:
         n = np.full(_concrete(n_spec.shape, 1), count, dtype=np.int64)
-        got = next(iter(run_onnx(model, {x_spec.name: x, n_spec.name: n}).values()))
+        got = _only_output(model, {x_spec.name: x, n_spec.name: n})
         expected = x * 2.0 ** count
         if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-6, atol=1e-6):
             first = float(got.reshape(-1)[0]) if got.size else float("nan")
             raise Incorrect(f"with n = {count} the model returned {first:g} for x = {float(x.reshape(-1)[0]):g}, "
                             f"expected x * 2**{count} = {float(expected.reshape(-1)[0]):g}")
-    return f"a Loop with inputs {x_spec.name}, {n_spec.name}; counts {', '.join(map(str, LOOP_COUNTS))} all give x * 2**n"
+    counts = ", ".join(map(str, LOOP_COUNTS))
+    return f"a Loop with inputs {x_spec.name}, {n_spec.name}; counts {counts} all give x * 2**n"
 
 
-def _check_q2(ex2_model: Any, ex2_path: Any) -> str:
+# --- exercise 2 -------------------------------------------------------------------------------------
+
+def _halvings(before: float, after: float) -> str:
+    """How many halvings turn max |x| = before into after, as text ('?' when it is not a power of two)."""
+    if before == 0 or after == 0:
+        return "0" if before == after else "?"
+    count = math.log2(before / after)
+    return str(round(count)) if abs(count - round(count)) < 1e-6 else "?"
+
+
+def _check_q2(ex2_path: Any, HalveUntilSmall: Any) -> str:
     import torch
 
-    require_type("ex2_model", ex2_model, torch.nn.Module)
     model = require_onnx_file("ex2_path", ex2_path)
+    _require_loop(model, "the while loop ran in Python at export time and only the halvings of the example were "
+                         "recorded; the stopping test must be in the graph (torch.while_loop, or a scripted while)")
     specs = input_specs(model)
-    if len(specs) != 1 or len(specs[0].shape) != 4:
-        raise Incorrect(f"expected one 4-D image input, found {[(s.name, s.shape_text()) for s in specs]}")
+    if len(specs) != 1:
+        raise Incorrect(f"expected one graph input x, found {len(specs)}: {[s.name for s in specs]}")
     spec = specs[0]
-    for axis, what in ((0, "batch"), (2, "height"), (3, "width")):
-        dim = spec.shape[axis]
-        if isinstance(dim, int):
-            raise Incorrect(f"input '{spec.name}' {spec.shape_text()}: the {what} (dim {axis}) is fixed at {dim}; "
-                            "make it dynamic with dynamic_axes (dynamo=False) or dynamic_shapes (dynamo=True)")
-        if dim is None or "dynamic_axes" in dim:
-            raise Incorrect(f"input '{spec.name}' {spec.shape_text()}: the {what} (dim {axis}) has no name of yours; "
-                            "use the dict form {axis: 'name'} instead of a list of axes")
-    rng = np.random.default_rng(0)
-    for shape in CONV_SHAPES:
-        x = rng.random(shape, dtype=np.float32)
-        got = next(iter(run_onnx(model, {spec.name: x}).values()))
-        expected = run_torch(ex2_model, x)[0]
-        if got.shape != expected.shape:
-            raise Incorrect(f"for an input of shape {shape} the ONNX output has shape {got.shape}, "
-                            f"ex2_model gives {expected.shape}")
-        if not np.allclose(got, expected, rtol=1e-3, atol=1e-4):
-            raise Incorrect(f"for an input of shape {shape} the ONNX output differs from ex2_model (max abs "
-                            f"difference {float(np.abs(got - expected).max()):.2g}): export the model you set as ex2_model")
-    return f"input {spec.shape_text()}; 4 shapes run and match ex2_model"
+    if spec.dtype != np.float32:
+        raise Incorrect(f"input '{spec.name}' is {spec.dtype}, expected float32: export from a float example")
+    reference = HalveUntilSmall()
+    shape = _concrete(spec.shape, 3)
+    base = np.linspace(-1.0, 0.5, int(np.prod(shape))).astype(np.float32).reshape(shape)  # largest |x| is negative
+    counts = []
+    for scale in HALVING_SCALES:
+        x = (base * np.float32(scale)).astype(np.float32)
+        got = _only_output(model, {spec.name: x})
+        expected = run_torch(reference, torch.from_numpy(x.copy()))[0]
+        largest = float(np.abs(x).max())
+        needed = _halvings(largest, float(np.abs(expected).max()))
+        if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-6, atol=0.0):
+            done = _halvings(largest, float(np.abs(got).max())) if got.shape == x.shape else "?"
+            raise Incorrect(f"for an input whose largest |x| is {largest:g} (a negative element) your file halved "
+                            f"{done} time(s); HalveUntilSmall halves {needed} time(s), until the largest |x| is "
+                            "at most 1")
+        counts.append(needed)
+    return f"a Loop; inputs that need {', '.join(counts)} halvings all match HalveUntilSmall"
 
 
-def _constant_factor(x: np.ndarray, got: np.ndarray) -> float | None:
-    """The factor k if `got == k * x` elementwise, else None."""
-    if got.shape != x.shape or np.any(x == 0):
-        return None
-    factors = got / x
-    return float(factors[0]) if np.allclose(factors, factors[0]) else None
+# --- exercise 3 -------------------------------------------------------------------------------------
 
+def _check_q3(ex3_path: Any, SqrtNPool: Any) -> str:
+    import torch
 
-def _check_q3(ex3_path: Any) -> str:
     model = require_onnx_file("ex3_path", ex3_path)
     specs = input_specs(model)
-    if len(specs) != 1 or len(specs[0].shape) != 1:
-        raise Incorrect(f"expected one 1-D input x, found {[(s.name, s.shape_text()) for s in specs]}: "
-                        "export from a 1-D example such as torch.arange(1.0, 5.0)")
+    if len(specs) != 1 or len(specs[0].shape) != 3:
+        raise Incorrect(f"expected one 3-D input (batch, steps, features), found "
+                        f"{[(s.name, s.shape_text()) for s in specs]}")
     spec = specs[0]
-    size = _concrete(spec.shape, 4)[0]
-    runs = []
-    for first in (3.0, -2.0):  # first elements that differ from any sensible export example
-        x = np.linspace(first, first + 1.5, size).astype(spec.dtype or np.float32)
-        runs.append((x, next(iter(run_onnx(model, {spec.name: x}).values()))))
-    for x, got in runs:
-        expected = x * x[0]
-        if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-5, atol=1e-6):
-            factors = [_constant_factor(x, g) for x, g in runs]
-            hint = ""
-            if None not in factors and np.isclose(factors[0], factors[1]):
-                hint = (f": the model multiplies by {factors[0]:g} whatever the input, so the factor was frozen at "
-                        "export (.item() gives the tracer a Python number it cannot follow; keep it a tensor)")
-            raise Incorrect(f"for x = {np.round(x, 3).tolist()} the model returned {np.round(got, 3).tolist()}, "
-                            f"expected x * x[0] = {np.round(expected, 3).tolist()}{hint}")
-    return "the factor follows x[0] on inputs the export never saw"
+    for axis, what in ((0, "batch"), (1, "steps")):
+        dim = spec.shape[axis]
+        if isinstance(dim, int):
+            forced = ("; if you did, the model's code forced it static: the default exporter does that without an "
+                      "error when the code needs the length as a plain Python number") if axis == 1 else ""
+            raise Incorrect(f"input '{spec.name}' {spec.shape_text()}: the {what} (dim {axis}) is fixed at {dim}: "
+                            f"make it dynamic with dynamic_axes (legacy) or dynamic_shapes (default){forced}")
+        if dim is None or "dynamic_axes" in dim:
+            raise Incorrect(f"input '{spec.name}' {spec.shape_text()}: the {what} (dim {axis}) has no name of yours; "
+                            "use the dict form {axis: 'name'} of dynamic_axes, or a torch.export.Dim")
+    features = _concrete(spec.shape, 8)[2]
+    reference = SqrtNPool()
+    rng = np.random.default_rng(2)
+    wrong = []  # (steps, output / expected, max abs difference) for each shape whose numbers differ
+    for batch, steps in POOL_SHAPES:
+        x = (rng.random((batch, steps, features), dtype=np.float32) + 0.5).astype(np.float32)  # no zeros
+        got = _only_output(model, {spec.name: x})
+        expected = run_torch(reference, torch.from_numpy(x.copy()))[0]
+        if got.shape != expected.shape:
+            raise Incorrect(f"for an input of shape {x.shape} the file's output has shape {got.shape}, "
+                            f"SqrtNPool gives {expected.shape}")
+        if not np.allclose(got, expected, rtol=1e-5, atol=1e-6):
+            wrong.append((steps, got / expected, float(np.abs(got - expected).max())))
+    if wrong:
+        steps, ratio, difference = wrong[0]
+        plural = "" if steps == 1 else "s"
+        # A frozen length L0 gives output / expected = sqrt(steps / L0) at every length, with the same L0.
+        frozen = {round(s / float(r.flat[0]) ** 2, 2) for s, r, _ in wrong if np.allclose(r, r.flat[0], rtol=1e-4)}
+        if len(frozen) == 1 and all(np.allclose(r, r.flat[0], rtol=1e-4) for _, r, _ in wrong):
+            factor = float(ratio.flat[0])
+            raise Incorrect(f"for an input with {steps} step{plural} the file's output is {factor:.3g} × SqrtNPool's:"
+                            f" it divides by √{frozen.pop():g} whatever the length, so the example's "
+                            "length was frozen into a constant; keep the length in the graph (x.shape[1] "
+                            "itself is followed; math.sqrt, int() and float() of it are not)")
+        raise Incorrect(f"for an input with {steps} step{plural} the file's output differs from SqrtNPool's (max abs "
+                        f"difference {difference:.2g}): export a model that computes x.sum(dim=1) / √steps")
+    shapes = ", ".join(f"({b}, {s}, {features})" for b, s in POOL_SHAPES)
+    return f"input {spec.shape_text()}; shapes {shapes} match SqrtNPool"
 
 
-q1, q2, q3 = bind('02_trace_vs_script', [
+q1, q2, q3 = bind("02_trace_vs_script", [
     Exercise(
-        title='a loop that really loops',
-        answers=['ex1_path'],
+        title="A loop that keeps its count",
+        kind="warm-up",
+        answers=["ex1_path"],
         check=_check_q1,
         hints=[
-        "Tracing runs `range(n)` in Python, so the ONNX file only sees the unrolled additions. "
-        "The loop must be captured as control flow.",
-        "Put the loop in a `@torch.jit.script` function using `range(int(n))` and call it from forward "
-        "(then export with dynamo=False), or write it with `torch.while_loop` (dynamo=True).",
-    ],
+            "Tracing runs `range(n)` in Python, so the ONNX file only sees the unrolled multiplications and the "
+            "input `n` disappears (section 2). The loop must be captured as control flow.",
+            "Legacy exporter: put the loop in a `@torch.jit.script` function that uses `range(int(n))` and call it "
+            "from `forward`, then export with `dynamo=False` (section 2). Default exporter: `torch.while_loop` "
+            "with a counter among the carried values (section 3).",
+            "`forward(self, x, n)` returns `torch.while_loop(lambda i, x: i < n, lambda i, x: (i + 1, x * 2), "
+            "(torch.zeros_like(n), x))[1]`; export it with `dynamo=True` and `input_names=['x', 'n']`.",
+        ],
     ),
     Exercise(
-        title='batch, height and width, dynamic and named',
-        answers=['ex2_model', 'ex2_path'],
+        title="A loop the data decides",
+        kind="transfer",
+        answers=["ex2_path"],
+        context=["HalveUntilSmall"],
         check=_check_q2,
         hints=[
-        "Legacy exporter: dynamic_axes={'in': {0: 'batch', 2: 'height', 3: 'width'}} with input_names=['in']. "
-        "Default exporter: dynamic_shapes={'input': {0: Dim('batch'), ...}} keyed by forward's argument name.",
-        "A Conv2d's forward argument is called `input`; the list form [0, 2, 3] works but gives generated names.",
-    ],
+            "Export `HalveUntilSmall` by tracing and count its nodes: the `while` ran in Python, so the file holds "
+            "as many `Div` nodes as the example needed. The stopping test has to become part of the graph.",
+            "`torch.while_loop(cond_fn, body_fn, carried)` takes the condition as a function of the carried values. "
+            "Here nothing counts: the only carried value is `x`, and the condition is `x.abs().max() > 1`.",
+            "`forward` returns `torch.while_loop(lambda x: x.abs().max() > 1, lambda x: (x / 2,), (x,))[0]`; export "
+            "it with `dynamo=True`. (Legacy alternative: a `@torch.jit.script` function with "
+            "`while bool(x.abs().max() > 1): x = x / 2`.)",
+        ],
     ),
     Exercise(
-        title='unfreeze .item()',
-        answers=['ex3_path'],
+        title="A length that must stay in the graph",
+        kind="transfer",
+        answers=["ex3_path"],
+        context=["SqrtNPool"],
         check=_check_q3,
         hints=[
-        "`x[0].item()` is a Python float: the tracer records its value, not where it came from.",
-        "`x * x[0]` broadcasts a 0-d tensor and stays in the graph (a Gather feeding the Mul).",
-    ],
+            "Export `SqrtNPool` as it is with a dynamic steps dim and run the file on 7 steps. The legacy exporter "
+            "prints a `TracerWarning` and the numbers are off; the default exporter writes a file whose steps dim "
+            "is fixed (read it with `labkit.input_specs`). Both come from `math.sqrt`, which needs a plain number.",
+            "`x.shape[1]` itself stays in the graph (a `Shape` node in a trace, a symbolic int in `torch.export`); "
+            "`math.sqrt`, `int()` and `float()` of it become constants. Take the square root with `** 0.5` or "
+            "with a tensor op instead.",
+            "`return x.sum(dim=1) / x.shape[1] ** 0.5`, exported with `dynamo=False, input_names=['x'], "
+            "dynamic_axes={'x': {0: 'batch', 1: 'steps'}}`.",
+        ],
     ),
 ])
