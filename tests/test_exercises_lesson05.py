@@ -1,15 +1,15 @@
 """Lesson 05 exercises: each wrong answer is Incorrect with a useful message, the right one is Correct."""
 from __future__ import annotations
 
+import warnings
 
-import numpy as np
 import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from labkit.exercises import lesson05
-from labkit.exercises.lesson05 import Q1_BIAS, Q1_WEIGHT, plant_fault, q1, q2, q3
+from labkit.exercises.lesson05 import Q1_BIAS, Q1_WEIGHT, broken_mlp, q1, q2, q3
 
 
 # ------------------------------------------------------------------------------------------------ q1
@@ -71,87 +71,114 @@ def test_q1_rejects_a_graph_the_checker_refuses():
     assert outcome.status == "Incorrect" and "checker rejects" in outcome.message
 
 
-# ------------------------------------------------------------------------------------------- q2, q3
+# ------------------------------------------------------------------------------------------------ q2
+@pytest.fixture(name="tiny_path", scope="module")
+def _tiny_path(tmp_path_factory):
+    """The lesson's `tiny`: a Linear(3, 2) + ReLU exported by the legacy exporter for a batch of 1."""
+    torch.manual_seed(0)
+    tiny = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU()).eval()
+    path = tmp_path_factory.mktemp("q2") / "tiny.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(tiny, (torch.randn(1, 3),), path, dynamo=False, input_names=["x"], output_names=["y"])
+    return path
 
 
-def _module_output(path, module: str) -> str:
-    """The output of the last node whose name (legacy) or producer weights (both) belong to `module`."""
-    model = onnx.load(path)
-    owned = [n for n in model.graph.node if any(i.startswith(module + ".") for i in n.input)]
-    return owned[-1].output[0]
+def _with_batch(tiny_path, input_dim="N", output_dim="N") -> onnx.ModelProto:
+    model = onnx.load(tiny_path)
+    for vi, dim in ((model.graph.input[0], input_dim), (model.graph.output[0], output_dim)):
+        target = vi.type.tensor_type.shape.dim[0]
+        if isinstance(dim, str):
+            target.dim_param = dim
+        else:
+            target.dim_value = dim
+    return model
 
 
-def _extract(branchy_exports, exporter, start, stop, name):
-    _, _, paths, folder = branchy_exports
-    target = folder / name
-    onnx.utils.extract_model(paths[exporter], target, [_module_output(paths[exporter], start)],
-                             [_module_output(paths[exporter], stop)])
-    return target
+def test_q2_accepts_a_symbolic_batch_on_input_and_output(tiny_path):
+    outcome = q2.check(ex2_model=_with_batch(tiny_path), tiny_path=tiny_path)
+    assert outcome, outcome
 
 
-@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
-def test_q2_accepts_the_convs3_branch_from_either_exporter(branchy_exports, exporter):
-    assert q2.check(ex2_path=_extract(branchy_exports, exporter, "convs1", "convs3", f"q2_{exporter}.onnx"))
+def test_q2_rejects_the_untouched_file(tiny_path):
+    outcome = q2.check(ex2_model=onnx.load(tiny_path), tiny_path=tiny_path)
+    assert outcome.status == "Incorrect" and "'x' still has a fixed batch dimension 1" in outcome.message
 
 
-def test_q2_rejects_the_other_branch_and_names_it(branchy_exports):
-    outcome = q2.check(ex2_path=_extract(branchy_exports, "legacy", "convs1", "convs2", "q2_convs2.onnx"))
-    assert outcome.status == "Incorrect" and "convs2.0" in outcome.message
+def test_q2_rejects_an_edited_input_with_the_output_left_at_1(tiny_path):
+    outcome = q2.check(ex2_model=_with_batch(tiny_path, output_dim=1), tiny_path=tiny_path)
+    assert outcome.status == "Incorrect" and "'y' still has a fixed batch dimension 1" in outcome.message
 
 
-def test_q2_rejects_a_sub_model_that_starts_at_the_model_input(branchy_exports):
-    _, _, paths, folder = branchy_exports
-    target = folder / "q2_from_input.onnx"
-    onnx.utils.extract_model(paths["legacy"], target, ["input.1"], [_module_output(paths["legacy"], "convs3")])
-    outcome = q2.check(ex2_path=target)
-    assert outcome.status == "Incorrect" and "convs1.0" in outcome.message
+def test_q2_rejects_a_batch_fixed_at_another_number(tiny_path):
+    outcome = q2.check(ex2_model=_with_batch(tiny_path, 5, 5), tiny_path=tiny_path)
+    assert outcome.status == "Incorrect" and "fixed batch dimension 5" in outcome.message
 
 
-def test_q2_rejects_a_missing_file(tmp_path):
-    outcome = q2.check(ex2_path=tmp_path / "nothing.onnx")
-    assert outcome.status == "Incorrect" and "no such file" in outcome.message
+def test_q2_rejects_changed_weights(tiny_path):
+    model = _with_batch(tiny_path)
+    weight = model.graph.initializer[0]
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 2, weight.name))
+    outcome = q2.check(ex2_model=model, tiny_path=tiny_path)
+    assert outcome.status == "Incorrect" and "does not compute what the original file computes" in outcome.message
+
+
+def test_q2_asks_to_run_the_lesson_cells_without_tiny_path(tiny_path):
+    outcome = q2.check(ex2_model=_with_batch(tiny_path))
+    assert outcome.status == "Not attempted" and "`tiny_path` comes from the lesson's cells above" in outcome.message
+
+
+def test_q2_not_attempted_without_the_answer(tiny_path):
+    outcome = q2.check(tiny_path=tiny_path)
+    assert outcome.status == "Not attempted" and "ex2_model" in outcome.message
+
+
+# ------------------------------------------------------------------------------------------------ q3
+@pytest.fixture(name="planted", scope="module")
+def _planted(tmp_path_factory):
+    """broken_mlp once for the module (a default-exporter export takes seconds); restored for each test."""
+    model, x, path = broken_mlp(tmp_path_factory.mktemp("q3") / "broken.onnx")
+    return dict(lesson05._planted)
+
+
+@pytest.fixture
+def broken(planted, monkeypatch):
+    monkeypatch.setattr(lesson05, "_planted", dict(planted))
+    return planted
+
+
+def test_q3_the_planted_file_really_diverges_at_the_named_layer(broken):
+    import labkit
+
+    report = labkit.find_divergence(broken["model"], broken["path"], broken["input"])
+    assert not report and report.first.torch == "blocks.1.fc1 output"
+
+
+def test_q3_accepts_the_broken_layer(broken):
+    outcome = q3.check(ex3_module="blocks.1.fc1")
+    assert outcome, outcome
+
+
+@pytest.mark.parametrize("answer, message", [
+    ("blocks.1.fc2", "further upstream"),
+    ("head", "further upstream"),
+    ("blocks.0.fc1", "agrees with torch"),
+    ("embed", "agrees with torch"),
+    ("blocks.1", "name the innermost module"),
+    ("node_linear_3", "is a name in the ONNX file"),
+    ("linear_3", "is a name in the ONNX file"),
+    ("blocks.2.fc1", "has no module 'blocks.2.fc1'"),
+])
+def test_q3_explains_each_wrong_answer(broken, answer, message):
+    outcome = q3.check(ex3_module=answer)
+    assert outcome.status == "Incorrect" and message in outcome.message, outcome
 
 
 def test_q3_asks_for_the_broken_model_first(monkeypatch):
     monkeypatch.setattr(lesson05, "_planted", {})
-    outcome = q3.check(ex3_node="anything")
-    assert outcome.status == "Incorrect" and "plant_fault" in outcome.message
+    outcome = q3.check(ex3_module="embed")
+    assert outcome.status == "Incorrect" and "broken_mlp" in outcome.message
 
 
-@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
-def test_q3_accepts_the_node_that_reads_the_edited_weight(branchy_exports, exporter):
-    _, _, paths, folder = branchy_exports
-    broken_path = plant_fault(paths[exporter], folder / f"q3_{exporter}.onnx")
-    broken = onnx.load(broken_path)
-    culprit = next(n for n in broken.graph.node if "convs2.1.weight" in n.input)
-    original = onnx.load(paths[exporter])
-    changed = [i.name for i, j in zip(broken.graph.initializer, original.graph.initializer)
-               if not np.array_equal(numpy_helper.to_array(i), numpy_helper.to_array(j))]
-    assert changed == ["convs2.1.weight"]
-    assert q3.check(ex3_node=culprit.name)
-
-
-def test_q3_explains_each_wrong_answer(branchy_exports):
-    _, _, paths, folder = branchy_exports
-    broken = onnx.load(plant_fault(paths["dynamo"], folder / "q3_wrong.onnx"))
-    culprit_index = next(i for i, n in enumerate(broken.graph.node) if "convs2.1.weight" in n.input)
-    nodes = broken.graph.node
-    add = next(n for n in nodes if n.op_type == "Add")
-    parallel = next(n for n in nodes if "convs3.0.weight" in n.input)
-    cases = {
-        nodes[culprit_index].output[0]: "is a tensor",
-        add.name: "further upstream",
-        parallel.name: "agrees with torch",
-        nodes[0].name: "agrees with torch",
-        "node_conv2d_99": "there is no node named",
-    }
-    for answer, message in cases.items():
-        outcome = q3.check(ex3_node=answer)
-        assert outcome.status == "Incorrect" and message in outcome.message, (answer, outcome)
-
-
-def test_plant_fault_rejects_a_model_without_the_weight(tmp_path):
-    path = tmp_path / "other.onnx"
-    onnx.save(_gemm_relu(), path)
-    with pytest.raises(ValueError, match="has no initializer 'convs2.1.weight'"):
-        plant_fault(path, tmp_path / "broken.onnx")
+def test_q3_not_attempted_without_the_answer():
+    assert q3.check().status == "Not attempted"

@@ -193,7 +193,7 @@ def test_every_exercise_has_a_prompt_a_solution_and_a_check_saved_correct(path):
         check = next((c for c in cells if c.cell_type == "code" and c.source.strip() == f"q{exercise.number}.check()"),
                      None)
         assert check is not None, f"{path.name}: no cell that is exactly `q{exercise.number}.check()`"
-        text = _outputs_text(check)
+        text = _outputs_text(check).strip()
         assert text.startswith(f"Correct ({exercise.label})"), f"{path.name}: q{exercise.number} saved {text[:80]!r}"
         assert exercise.solution().body == solutions[exercise.number]
 
