@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .report import first_line
+
 __all__ = ["SRCNN", "WEIGHTS", "HELD_OUT", "load_srcnn", "to_tensor", "to_image", "crop_to_multiple",
            "downscale", "bicubic", "luma", "luma_psnr", "evaluate"]
 
@@ -62,8 +64,16 @@ def load_srcnn(upscale_factor: float | None = None, path: str | Path | None = No
         from .paths import data_path
 
         path = data_path(WEIGHTS)
-    model = SRCNN(upscale_factor)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no SRCNN weights at '{path}': train them with `labkit train-srcnn`, or pass the "
+                                f"shipped data/{WEIGHTS}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = SRCNN(upscale_factor)
+        model.load_state_dict(state)
+    except Exception as error:  # a foreign or truncated file: name the file, not torch's internals
+        raise ValueError(f"'{path.name}' is not an SRCNN state dict: {first_line(error)}") from None
     return model.eval()
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from labkit.exercises.core import CORRECT, INCORRECT, NOT_ATTEMPTED
 from labkit.exercises.lesson03 import q1, q2, q3
 from labkit.srcnn import SRCNN, load_srcnn
+from onnxscript import opset20 as op
 
 X = torch.rand(1, 3, 24, 20, generator=torch.Generator().manual_seed(0))
 
@@ -48,6 +49,36 @@ class _ResizeBy(torch.autograd.Function):
                     coordinate_transformation_mode_s="pytorch_half_pixel", nearest_mode_s="floor")
 
 
+@torch.library.custom_op("labkit_tests::resize_by", mutates_args=())
+def _resize_by(image: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(image, scale_factor=scales.tolist()[-2:], mode="bicubic", align_corners=False)
+
+
+@_resize_by.register_fake
+def _(image, scales):
+    ctx = torch.library.get_ctx()
+    return image.new_empty(image.shape[0], image.shape[1], ctx.new_dynamic_size(), ctx.new_dynamic_size())
+
+
+def _resize_by_onnx(image, scales):
+    return op.Resize(image, None, scales, mode="cubic", cubic_coeff_a=-0.75,
+                     coordinate_transformation_mode="pytorch_half_pixel", nearest_mode="floor")
+
+
+class _OpSRCNN(SRCNN):
+    def upsample(self, x, scales):
+        return torch.ops.labkit_tests.resize_by(x, scales)
+
+
+def _default_export(model, args, path, dims):
+    Dim = torch.export.Dim
+    shapes = ({axis: Dim(name) for axis, name in dims.items()}, None)
+    torch.onnx.export(model, args, path, dynamo=True, external_data=False, verbose=False,
+                      input_names=["input", "scales"], output_names=["output"], dynamic_shapes=shapes,
+                      custom_translation_table={torch.ops.labkit_tests.resize_by.default: _resize_by_onnx})
+    return path
+
+
 class _SizesSRCNN(SRCNN):
     def upsample(self, x, sizes):
         return _ResizeTo.apply(x, sizes)
@@ -61,7 +92,6 @@ class _ScalesSRCNN(SRCNN):
 class _IntFactorSRCNN(SRCNN):
     def upsample(self, x, upscale_factor):
         factor = upscale_factor.item()
-        torch._check(factor >= 1)
         return F.interpolate(x, size=(x.shape[2] * factor, x.shape[3] * factor), mode="bicubic",
                              align_corners=False)
 
@@ -83,13 +113,16 @@ def models(tmp_path_factory):
                                            folder / "sizes_random.onnx", ["input", "sizes"])
     paths["scales"] = _legacy_export(_trained(_ScalesSRCNN), (X, torch.tensor([1.0, 1.0, 3.0, 3.0])),
                                      folder / "scales.onnx", ["input", "scales"], {"input": {2: "height", 3: "width"}})
-    for factor in (2, 3):
-        model = onnx.load(paths["scales"])
-        model.graph.input.remove(next(i for i in model.graph.input if i.name == "scales"))
-        value = np.array([1, 1, factor, factor], dtype=np.float32)
-        model.graph.initializer.append(onnx.numpy_helper.from_array(value, "scales"))
-        paths[f"frozen_x{factor}"] = folder / f"frozen_x{factor}.onnx"
-        onnx.save(model, paths[f"frozen_x{factor}"])
+    scales = torch.tensor([1.0, 1.0, 2.5, 2.5])
+    paths["batch"] = _default_export(_trained(_OpSRCNN), (X, scales), folder / "batch.onnx",
+                                     {0: "batch", 2: "height", 3: "width"})
+    paths["static_batch"] = _default_export(_trained(_OpSRCNN), (X, scales), folder / "static_batch.onnx",
+                                            {2: "height", 3: "width"})
+    paths["batch_legacy"] = _legacy_export(_trained(_ScalesSRCNN), (X, torch.tensor([1.0, 1.0, 3.0, 3.0])),
+                                           folder / "batch_legacy.onnx", ["input", "scales"],
+                                           {"input": {0: "batch", 2: "height", 3: "width"}})
+    paths["batch_random"] = _default_export(_OpSRCNN().eval(), (X, scales), folder / "batch_random.onnx",
+                                            {0: "batch", 2: "height", 3: "width"})
     paths["int_factor"] = folder / "int_factor.onnx"
     torch.onnx.export(_trained(_IntFactorSRCNN), (X, torch.tensor(3)), paths["int_factor"], dynamo=True,
                       external_data=False, verbose=False, input_names=["input", "factor"], output_names=["output"])
@@ -107,50 +140,59 @@ def test_every_exercise_says_not_attempted_without_its_variable():
 
 def test_every_exercise_has_hints_and_a_solution():
     for exercise in (q1, q2, q3):
-        assert "Hint 1/2" in repr(exercise.hint(1))
+        assert "Hint 1/" in repr(exercise.hint(1))
         assert "torch" in exercise.solution().body or "onnx" in exercise.solution().body
 
 
-def test_q1_accepts_a_sizes_input_that_matches_the_shipped_srcnn(models):
-    outcome = q1.check(ex1_path=models["sizes"])
+def test_q1_accepts_a_dynamic_batch_from_either_exporter(models):
+    for name in ("batch", "batch_legacy"):
+        outcome = q1.check(ex1_path=models[name])
+        assert outcome.status == CORRECT, (name, outcome.message)
+
+
+def test_q1_rejects_a_fixed_batch_and_names_the_dim(models):
+    outcome = q1.check(ex1_path=models["static_batch"])
+    assert outcome.status == INCORRECT
+    assert "batch (dim 0) is fixed at 1" in outcome.message
+
+
+def test_q1_rejects_the_lessons_legacy_file_and_a_frozen_factor(models):
+    outcome = q1.check(ex1_path=models["scales"])  # dynamic height and width, batch fixed at 1
+    assert outcome.status == INCORRECT and "batch (dim 0)" in outcome.message
+    frozen = q1.check(ex1_path=models["fixed_x3"])
+    assert frozen.status == INCORRECT and "frozen" in frozen.message
+
+
+def test_q1_rejects_untrained_weights(models):
+    outcome = q1.check(ex1_path=models["batch_random"])
+    assert outcome.status == INCORRECT and "srcnn_x234.pth" in outcome.message
+
+
+def test_q2_accepts_a_sizes_input_that_matches_the_shipped_srcnn(models):
+    outcome = q2.check(ex2_path=models["sizes"])
     assert outcome.status == CORRECT, outcome.message
 
 
-def test_q1_rejects_a_frozen_model_and_says_so(models):
-    outcome = q1.check(ex1_path=models["fixed_x3"])
+def test_q2_rejects_a_frozen_model_and_says_so(models):
+    outcome = q2.check(ex2_path=models["fixed_x3"])
     assert outcome.status == INCORRECT
     assert "2 graph inputs" in outcome.message and "frozen" in outcome.message
 
 
-def test_q1_rejects_a_float_scales_input(models):
-    outcome = q1.check(ex1_path=models["scales"])
+def test_q2_rejects_a_float_scales_input(models):
+    outcome = q2.check(ex2_path=models["scales"])
     assert outcome.status == INCORRECT and "int64" in outcome.message
 
 
-def test_q1_rejects_untrained_weights(models):
-    outcome = q1.check(ex1_path=models["sizes_random"])
+def test_q2_rejects_untrained_weights(models):
+    outcome = q2.check(ex2_path=models["sizes_random"])
     assert outcome.status == INCORRECT and "srcnn_x234.pth" in outcome.message
 
 
-def test_q1_reports_missing_and_broken_files(models, tmp_path):
-    assert "no such file" in q1.check(ex1_path=tmp_path / "nothing.onnx").message
-    assert "not a valid ONNX model" in q1.check(ex1_path=models["not_onnx"]).message
-    assert "should be a str or Path" in q1.check(ex1_path=3).message
-
-
-def test_q2_accepts_the_edited_x2_model(models):
-    outcome = q2.check(ex2_path=models["frozen_x2"])
-    assert outcome.status == CORRECT, outcome.message
-
-
-def test_q2_rejects_the_unedited_dynamic_model(models):
-    outcome = q2.check(ex2_path=models["scales"])
-    assert outcome.status == INCORRECT and "1 graph input" in outcome.message
-
-
-def test_q2_rejects_a_model_frozen_at_the_wrong_factor(models):
-    outcome = q2.check(ex2_path=models["frozen_x3"])
-    assert outcome.status == INCORRECT and "output shape" in outcome.message
+def test_q2_reports_missing_and_broken_files(models, tmp_path):
+    assert "no such file" in q2.check(ex2_path=tmp_path / "nothing.onnx").message
+    assert "not a valid ONNX model" in q2.check(ex2_path=models["not_onnx"]).message
+    assert "should be a str or Path" in q2.check(ex2_path=3).message
 
 
 def test_q3_accepts_an_integer_factor_model_from_the_default_exporter(models):

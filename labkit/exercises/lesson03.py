@@ -1,4 +1,4 @@
-"""Lesson 03 exercises: the SRCNN's output size as an input, freezing a factor back, integer factors.
+"""Lesson 03 exercises: a dynamic batch too, the SRCNN's output size as an input, integer factors.
 
 Every check runs the learner's ONNX file in ONNX Runtime and compares it with the shipped SRCNN
 in PyTorch (the source of truth), so a file that only looks right is not Correct.
@@ -73,45 +73,54 @@ def _compare(name: str, what: str, got: np.ndarray, expected: np.ndarray) -> Non
                         f"(allowed {_ATOL}): load data/srcnn_x234.pth and keep bicubic, align_corners=False")
 
 
-# --- q1: output size as an input -------------------------------------------------------------
+# --- q1: a batch too -----------------------------------------------------------------------------
+
+BATCH_RUNS = ((3, 20, 24, 2.0), (2, 17, 13, 2.5), (1, 40, 48, 3.0))  # (batch, height, width, factor) from one file
+
 
 def _check_q1(ex1_path) -> str:
+    from ..onnxfile import input_specs
+
     model = require_onnx_file("ex1_path", ex1_path)
-    image_name, image = _image_input(model, "ex1_path")
-    sizes = _second_input(model, "ex1_path", "the output sizes")
+    image_name, _ = _image_input(model, "ex1_path")
+    scales = _second_input(model, "ex1_path", "the scales")
+    if scales.dtype != np.float32 or len(scales.shape) != 1:
+        raise Incorrect(f"`ex1_path`: input '{scales.name}' should be the float32 scales [1, 1, fh, fw], it is "
+                        f"{scales.dtype} {scales.shape_text()}")
+    spec = input_specs(model)[0]
+    for axis, what in ((0, "batch"), (2, "height"), (3, "width")):
+        if isinstance(spec.shape[axis], int):
+            raise Incorrect(f"`ex1_path`: input '{spec.name}' is {spec.shape_text()}: its {what} (dim {axis}) is "
+                            f"fixed at {spec.shape[axis]}; make it dynamic (a torch.export.Dim in dynamic_shapes, "
+                            "or an entry in dynamic_axes)")
+    rng = np.random.default_rng(1)
+    for batch, h, w, factor in BATCH_RUNS:
+        images = rng.random((batch, 3, h, w), dtype=np.float32)
+        value = np.array([1, 1, factor, factor], dtype=np.float32)
+        got = _run(model, {image_name: images, scales.name: value})
+        _compare("ex1_path", f"batch {batch} of {h}x{w} at x{factor:g}", got, _reference(images, factor=factor))
+    runs = ", ".join(f"{b} x {h}x{w} at x{f:g}" for b, h, w, f in BATCH_RUNS)
+    return f"batches {runs} from one file, matching PyTorch"
+
+
+# --- q2: output size as an input -------------------------------------------------------------
+
+def _check_q2(ex2_path) -> str:
+    model = require_onnx_file("ex2_path", ex2_path)
+    image_name, image = _image_input(model, "ex2_path")
+    sizes = _second_input(model, "ex2_path", "the output sizes")
     if sizes.dtype != np.int64:
-        raise Incorrect(f"`ex1_path`: input '{sizes.name}' should be int64 (Resize's sizes), it is {sizes.dtype}")
+        raise Incorrect(f"`ex2_path`: input '{sizes.name}' should be int64 (Resize's sizes), it is {sizes.dtype}")
     length = sizes.shape[0] if len(sizes.shape) == 1 and isinstance(sizes.shape[0], int) else 4
     if len(sizes.shape) != 1 or length not in (2, 4):
-        raise Incorrect(f"`ex1_path`: input '{sizes.name}' should hold [N, C, out_height, out_width] "
+        raise Incorrect(f"`ex2_path`: input '{sizes.name}' should hold [N, C, out_height, out_width] "
                         f"(shape [4]), it has shape {sizes.shape_text()}")
     h, w = image.shape[2:]
     for target in ((2 * h, 3 * w), (3 * h + 1, 2 * w + 5)):
         value = np.array(target if length == 2 else (1, 3, *target), dtype=np.int64)
         got = _run(model, {image_name: image, sizes.name: value})
-        _compare("ex1_path", f"sizes {value.tolist()}", got, _reference(image, size=target))
+        _compare("ex2_path", f"sizes {value.tolist()}", got, _reference(image, size=target))
     return f"output sizes {2 * h}x{3 * w} and {3 * h + 1}x{2 * w + 5} from one file, matching PyTorch"
-
-
-
-
-# --- q2: freeze the factor back into a constant ----------------------------------------------
-
-def _check_q2(ex2_path) -> str:
-    from ..onnxfile import input_specs
-
-    model = require_onnx_file("ex2_path", ex2_path)
-    specs = input_specs(model)
-    if len(specs) != 1:
-        found = ", ".join(f"'{s.name}'" for s in specs)
-        raise Incorrect(f"`ex2_path` should have 1 graph input (the image), found {len(specs)}: {found}; "
-                        "remove 'scales' from graph.input and add an initializer of that name")
-    image_name, image = _image_input(model, "ex2_path")
-    got = _run(model, {image_name: image})
-    _compare("ex2_path", "its fixed factor", got, _reference(image, factor=2))
-    return f"one input, output {got.shape[2]}x{got.shape[3]} from {image.shape[2]}x{image.shape[3]}: a fixed x2 model"
-
-
 
 
 # --- q3: integer factor, default exporter, no custom op ----------------------------------------
@@ -134,38 +143,48 @@ def _check_q3(ex3_path) -> str:
     return "x2 and x4 from one file, standard ONNX ops only, matching PyTorch"
 
 
-q1, q2, q3 = bind('03_dynamic_srcnn', [
+q1, q2, q3 = bind("03_dynamic_srcnn", [
     Exercise(
-        title='output size as an input',
-        answers=['ex1_path'],
+        title="A batch of photos, any size, any factor",
+        kind="warm-up",
+        answers=["ex1_path"],
         check=_check_q1,
         hints=[
-        "ONNX `Resize(X, roi, scales, sizes)` takes the output size as its fourth input; when `sizes` is given, "
-        "`scales` must be empty. In PyTorch, `F.interpolate(x, size=(h, w), ...)` is the matching call.",
-        "Copy `BicubicResize` and change two things: `forward` calls `F.interpolate(image, size=sizes.tolist()[-2:], "
-        "...)`, and `symbolic` passes an empty float Constant as both `roi` and `scales`, then `sizes`.",
-    ],
+            "Section 4's export already frees the height and the width with `dynamic_shapes`; the batch is dim 0 "
+            "of the same input. (Legacy exporter: section 3's `dynamic_axes` dict, with 0 added.)",
+            "Export `op_model` as section 4 does, with `dynamic_shapes=({0: torch.export.Dim(\"batch\"), "
+            "2: torch.export.Dim(\"height\"), 3: torch.export.Dim(\"width\")}, None)` and the same "
+            "`custom_translation_table`.",
+        ],
     ),
     Exercise(
-        title='freeze the factor back',
-        answers=['ex2_path'],
+        title="The output size as an input",
+        answers=["ex2_path"],
         check=_check_q2,
         hints=[
-        "A graph input and an initializer are both just named values: the Resize node refers to 'scales' by name. "
-        "Remove the input from `model.graph.input` and append an initializer with the same name.",
-        "`onnx.numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.float32), 'scales')` makes the initializer; "
-        "`model.graph.input.remove(...)` takes the ValueInfoProto itself.",
-    ],
+            "ONNX `Resize(X, roi, scales, sizes)` takes the output size as its fourth input; when `sizes` is given, "
+            "`scales` must be empty. In PyTorch, `F.interpolate(x, size=(h, w), ...)` is the matching call.",
+            "Copy `BicubicResize` (section 3) and change two things: `forward` calls "
+            "`F.interpolate(image, size=sizes.tolist()[-2:], ...)`, and `symbolic` passes an empty float "
+            "Constant as both `roi` and `scales`, then `sizes`.",
+            "`empty = g.op(\"Constant\", value_t=torch.tensor([], dtype=torch.float32))`, then "
+            "`g.op(\"Resize\", image, empty, empty, sizes, mode_s=\"cubic\", ...)` with the attributes of section 3; "
+            "a `SizesSRCNN(SRCNN)` whose `upsample` applies it; export with "
+            "`(x, torch.tensor([1, 3, 300, 200]))`, `dynamo=False, opset_version=11`.",
+        ],
     ),
     Exercise(
-        title='integer factors without a custom op',
-        answers=['ex3_path'],
+        title="Integer factors without a custom op",
+        answers=["ex3_path"],
         check=_check_q3,
         hints=[
-        "Under torch.export, `.item()` on an int tensor gives a symbolic integer. `scale_factor=` refuses it, "
-        "but `F.interpolate(x, size=(x.shape[2] * f, x.shape[3] * f), ...)` accepts symbolic sizes.",
-        "If the exporter complains it cannot decide something about the value (a data-dependent guard), "
-        "state the fact with `torch._check(f >= 1)` right after `.item()`.",
-    ],
+            "Section 2 showed that under `torch.export`, `.item()` gives a symbolic integer (a `SymInt`), and that "
+            "`scale_factor=` refuses it. `F.interpolate` has a second way to say how big: `size=(height, width)`, "
+            "and sizes may be symbolic.",
+            "In `upsample`: `factor = upscale_factor.item()`, then "
+            "`F.interpolate(x, size=(x.shape[2] * factor, x.shape[3] * factor), mode=\"bicubic\", "
+            "align_corners=False)`; export with `(x, torch.tensor(3))`, `dynamo=True` and "
+            "`input_names=[\"input\", \"factor\"]`.",
+        ],
     ),
 ])
