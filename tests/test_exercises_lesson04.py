@@ -3,13 +3,21 @@ from __future__ import annotations
 
 import warnings
 
+import onnx
 import pytest
 import torch
 from onnxscript import opset20 as op
 from torch.onnx import symbolic_helper
 
 from labkit.exercises.core import CORRECT, INCORRECT, NOT_ATTEMPTED
-from labkit.exercises.lesson04 import CHECK_OPSET, q1, q2, q3
+from labkit.exercises.lesson04 import CHECK_OPSET, q1, q2, q3, q4
+
+
+@pytest.fixture(autouse=True)
+def _quiet_exporters():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notices are not under test here
+        yield
 
 
 # --- answers -------------------------------------------------------------------------------
@@ -22,40 +30,70 @@ def acosh_wrong_op(g, self):
     return g.op("Asinh", self)
 
 
+def acosh_decomposed(g, self):  # log(x + sqrt(x*x - 1)): x*x overflows float32 for x > 1.8e19
+    one = g.op("Constant", value_t=torch.tensor(1.0))
+    return g.op("Log", g.op("Add", self, g.op("Sqrt", g.op("Sub", g.op("Mul", self, self), one))))
+
+
+def _masked_on_axis(g, self, dim):
+    """Each prefix's log-sum-exp as one row of a matrix padded with -inf (the stable answer)."""
+    rank, n = self.type().dim(), self.type().sizes()[dim]
+    keep = torch.ones(n, n, dtype=torch.bool).tril().reshape([n, n] + [1] * (rank - dim - 1))
+    pairs = g.op("Unsqueeze", self, g.op("Constant", value_t=torch.tensor([dim])))
+    minus_inf = g.op("Constant", value_t=torch.tensor(float("-inf")))
+    prefixes = g.op("Where", g.op("Constant", value_t=keep), pairs, minus_inf)
+    return g.op("ReduceLogSumExp", prefixes, g.op("Constant", value_t=torch.tensor([dim + 1])), keepdims_i=0)
+
+
 @symbolic_helper.parse_args("v", "i")
 def logcumsumexp_right(g, self, dim):
+    return _masked_on_axis(g, self, dim % self.type().dim())
+
+
+@symbolic_helper.parse_args("v", "i")
+def logcumsumexp_naive(g, self, dim):
     axis = g.op("Constant", value_t=torch.tensor(dim, dtype=torch.int64))
     return g.op("Log", g.op("CumSum", g.op("Exp", self), axis))
 
 
 @symbolic_helper.parse_args("v", "i")
+def logcumsumexp_axis_max(g, self, dim):  # the textbook shift: safe from overflow, not from a prefix's underflow
+    axis = g.op("Constant", value_t=torch.tensor(dim, dtype=torch.int64))
+    top = g.op("ReduceMax", self, g.op("Constant", value_t=torch.tensor([dim])), keepdims_i=1)
+    return g.op("Add", g.op("Log", g.op("CumSum", g.op("Exp", g.op("Sub", self, top)), axis)), top)
+
+
+@symbolic_helper.parse_args("v", "i")
 def logcumsumexp_axis_zero(g, self, dim):
-    axis = g.op("Constant", value_t=torch.tensor(0, dtype=torch.int64))
-    return g.op("Log", g.op("CumSum", g.op("Exp", self), axis))
+    return _masked_on_axis(g, self, 0)
 
 
-def logcumsumexp_without_parse_args(g, self, dim):
-    axis = g.op("Constant", value_t=torch.tensor(dim, dtype=torch.int64))  # dim is a graph value here
-    return g.op("Log", g.op("CumSum", g.op("Exp", self), axis))
+
+def _searchsorted(strict_only: bool):
+    def searchsorted_onnx(sorted_sequence, self, out_int32: bool = False, right: bool = False, side: str = None,
+                          sorter=None):
+        s, v = op.Unsqueeze(sorted_sequence, [-2]), op.Unsqueeze(self, [-1])
+        below = op.LessOrEqual(s, v) if (right or side == "right") and not strict_only else op.Less(s, v)
+        return op.ReduceSum(op.Cast(below, to=onnx.TensorProto.INT64), [-1], keepdims=0)
+
+    return searchsorted_onnx
 
 
-def atanh_right(x):
-    one = op.CastLike(1.0, x)
-    return op.CastLike(0.5, x) * op.Log((one + x) / (one - x))
-
-
-def atanh_wrong_formula(x):
-    one = op.CastLike(1.0, x)
-    return op.Log((one + x) / (one - x))
-
-
-def atanh_native(x):
-    return op.Atanh(x)
+def searchsorted_as_float(sorted_sequence, self, out_int32: bool = False, right: bool = False, side: str = None,
+                          sorter=None):
+    s, v = op.Unsqueeze(sorted_sequence, [-2]), op.Unsqueeze(self, [-1])
+    below = op.LessOrEqual(s, v) if right or side == "right" else op.Less(s, v)
+    return op.ReduceSum(op.Cast(below, to=onnx.TensorProto.FLOAT), [-1], keepdims=0)
 
 
 class _Acosh(torch.nn.Module):
     def forward(self, x):
         return torch.acosh(x)
+
+
+class _MatrixInverse(torch.nn.Module):
+    def forward(self, m):
+        return torch.linalg.inv(m)
 
 
 def _legacy_acosh_export_fails(tmp_path) -> bool:
@@ -64,23 +102,41 @@ def _legacy_acosh_export_fails(tmp_path) -> bool:
     Once a symbolic was registered and unregistered, torch 2.15 reports the missing op with a
     ValueError (min() of an empty registry) instead of UnsupportedOperatorError: accept both.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(_Acosh().eval(), (torch.ones(2) * 2,), tmp_path / "acosh.onnx", dynamo=False,
-                              opset_version=CHECK_OPSET)
-        except (torch.onnx.errors.UnsupportedOperatorError, ValueError):
-            return True
+    try:
+        torch.onnx.export(_Acosh().eval(), (torch.ones(2) * 2,), tmp_path / "acosh.onnx", dynamo=False,
+                          opset_version=CHECK_OPSET)
+    except (torch.onnx.errors.UnsupportedOperatorError, ValueError):
+        return True
     return False
+
+
+def _inverse_file(tmp_path, domain: str, name: str = "inverse.onnx", shape=(2, 3, 3)):
+    def symbolic(g, self):
+        return g.op(f"{domain}::Inverse", self).setType(self.type())
+
+    torch.onnx.register_custom_op_symbolic("aten::linalg_inv", symbolic, 9)
+    try:
+        path = tmp_path / name
+        torch.onnx.export(_MatrixInverse().eval(), (torch.rand(*shape) + torch.eye(shape[-1]),), path, dynamo=False,
+                          input_names=["m"])
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("aten::linalg_inv", 9)
+    return path
 
 
 # --- not attempted -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("question", [q1, q2, q3], ids=["q1", "q2", "q3"])
+@pytest.mark.parametrize("question", [q1, q2, q3, q4], ids=["q1", "q2", "q3", "q4"])
 def test_check_without_the_variable_is_not_attempted(question):
     outcome = question.check()
     assert outcome.status == NOT_ATTEMPTED
     assert question.variables[0] in outcome.message
+
+
+def test_every_exercise_has_hints_and_the_kinds_the_lesson_needs():
+    assert [q.kind for q in (q1, q2, q3, q4)] == ["warm-up", "transfer", "transfer", "transfer"]
+    for question in (q1, q2, q3, q4):
+        assert "Hint 1/" in repr(question.hint(1))
 
 
 # --- q1 ------------------------------------------------------------------------------------
@@ -94,7 +150,13 @@ def test_q1_acosh_symbolic_is_correct():
 def test_q1_symbolic_emitting_the_wrong_op_is_incorrect_and_names_the_ops():
     outcome = q1.check(ex1_symbolic=acosh_wrong_op)
     assert outcome.status == INCORRECT
-    assert "differs from torch.acosh" in outcome.message and "Asinh" in outcome.message
+    assert "torch.acosh gives" in outcome.message and "Asinh" in outcome.message
+
+
+def test_q1_decomposition_that_overflows_for_huge_inputs_is_incorrect_and_says_why():
+    outcome = q1.check(ex1_symbolic=acosh_decomposed)
+    assert outcome.status == INCORRECT
+    assert "x * x overflows" in outcome.message
 
 
 def test_q1_non_function_is_incorrect():
@@ -129,10 +191,22 @@ def test_q1_check_uses_the_given_function_even_if_a_wrong_one_is_registered(tmp_
 
 # --- q2 ------------------------------------------------------------------------------------
 
-def test_q2_decomposition_with_parse_args_is_correct():
+def test_q2_masked_prefix_logsumexp_is_correct():
     outcome = q2.check(ex2_symbolic=logcumsumexp_right)
     assert outcome.status == CORRECT, outcome
-    assert "CumSum" in outcome.message
+    assert "ReduceLogSumExp" in outcome.message
+
+
+def test_q2_naive_decomposition_overflows_and_is_told_to_shift():
+    outcome = q2.check(ex2_symbolic=logcumsumexp_naive)
+    assert outcome.status == INCORRECT
+    assert "ONNX Runtime gives inf" in outcome.message and "subtract the maximum" in outcome.message
+
+
+def test_q2_shift_by_the_axis_maximum_underflows_a_low_prefix_and_is_told_so():
+    outcome = q2.check(ex2_symbolic=logcumsumexp_axis_max)
+    assert outcome.status == INCORRECT
+    assert "gives -inf, torch gives -100" in outcome.message and "its own prefix" in outcome.message
 
 
 def test_q2_ignoring_dim_is_incorrect():
@@ -141,38 +215,71 @@ def test_q2_ignoring_dim_is_incorrect():
     assert "dim=1" in outcome.message
 
 
-def test_q2_without_parse_args_is_incorrect():
-    outcome = q2.check(ex2_symbolic=logcumsumexp_without_parse_args)
-    assert outcome.status == INCORRECT
-
-
 # --- q3 ------------------------------------------------------------------------------------
 
-def test_q3_decomposed_translation_is_correct():
-    outcome = q3.check(ex3_table={torch.ops.aten.atanh.default: atanh_right})
+def test_q3_count_translation_is_correct():
+    outcome = q3.check(ex3_table={torch.ops.aten.searchsorted.Tensor: _searchsorted(strict_only=False)})
     assert outcome.status == CORRECT, outcome
-    assert "no Atanh" in outcome.message
+    assert "LessOrEqual" in outcome.message
 
 
-def test_q3_translation_that_keeps_atanh_is_incorrect():
-    outcome = q3.check(ex3_table={torch.ops.aten.atanh.default: atanh_native})
+def test_q3_translation_that_ignores_right_is_incorrect_at_a_tie():
+    outcome = q3.check(ex3_table={torch.ops.aten.searchsorted.Tensor: _searchsorted(strict_only=True)})
     assert outcome.status == INCORRECT
-    assert "still has an Atanh node" in outcome.message
+    assert "right=True" in outcome.message and "torch gives 1" in outcome.message
 
 
-def test_q3_wrong_formula_is_incorrect():
-    outcome = q3.check(ex3_table={torch.ops.aten.atanh.default: atanh_wrong_formula})
+def test_q3_float_counts_are_incorrect_and_name_the_dtype():
+    outcome = q3.check(ex3_table={torch.ops.aten.searchsorted.Tensor: searchsorted_as_float})
     assert outcome.status == INCORRECT
-    assert "differs from torch.atanh" in outcome.message
+    assert "float32" in outcome.message and "int64" in outcome.message
 
 
 def test_q3_table_for_another_op_is_incorrect_and_names_the_key():
-    outcome = q3.check(ex3_table={torch.ops.aten.asinh.default: atanh_right})
+    outcome = q3.check(ex3_table={torch.ops.aten.bucketize.Tensor: _searchsorted(strict_only=False)})
     assert outcome.status == INCORRECT
-    assert "torch.ops.aten.atanh.default" in outcome.message
+    assert "torch.ops.aten.searchsorted.Tensor" in outcome.message
 
 
 def test_q3_non_dict_is_incorrect():
-    outcome = q3.check(ex3_table=[atanh_right])
+    outcome = q3.check(ex3_table=[_searchsorted(strict_only=False)])
     assert outcome.status == INCORRECT
     assert "`ex3_table` should be a dict" in outcome.message
+
+
+# --- q4 ------------------------------------------------------------------------------------
+
+def test_q4_com_microsoft_inverse_is_correct(tmp_path):
+    outcome = q4.check(ex4_path=_inverse_file(tmp_path, "com.microsoft"))
+    assert outcome.status == CORRECT, outcome
+    assert "com.microsoft::Inverse" in outcome.message
+
+
+def test_q4_single_matrix_input_is_correct_too(tmp_path):
+    outcome = q4.check(ex4_path=_inverse_file(tmp_path, "com.microsoft", "one.onnx", shape=(4, 4)))
+    assert outcome.status == CORRECT, outcome
+
+
+def test_q4_a_domain_without_a_kernel_is_incorrect(tmp_path):
+    outcome = q4.check(ex4_path=_inverse_file(tmp_path, "custom"))
+    assert outcome.status == INCORRECT
+    assert "custom::Inverse" in outcome.message and "com.microsoft" in outcome.message
+
+
+def test_q4_a_model_that_is_not_an_inverse_is_incorrect(tmp_path):
+    class NotAnInverse(torch.nn.Module):
+        def forward(self, m):
+            if torch.onnx.is_in_onnx_export():  # a com.microsoft node, but not the inverse
+                return torch.onnx.ops.symbolic("com.microsoft::Gelu", (m,), dtype=m.dtype, shape=m.shape, version=1)
+            return m
+
+    path = tmp_path / "gelu.onnx"
+    torch.onnx.export(NotAnInverse().eval(), (torch.rand(2, 3, 3),), path, dynamo=True, verbose=False)
+    outcome = q4.check(ex4_path=path)
+    assert outcome.status == INCORRECT
+    assert "torch.linalg.inv gives" in outcome.message
+
+
+def test_q4_missing_file_is_incorrect(tmp_path):
+    outcome = q4.check(ex4_path=tmp_path / "nothing.onnx")
+    assert outcome.status == INCORRECT and "no such file" in outcome.message
