@@ -1,42 +1,64 @@
-"""The `labkit` command: one subcommand per module, each providing `configure(parser)` and `main(args)`."""
+"""The `labkit` command: one subcommand per module in labkit/commands/ (`configure(parser)`, `main(args)`).
+
+Building the parser imports only those command modules, which import only the standard library
+at top, so `labkit doctor` starts on a stack whose onnx, numpy or torch is broken. No command
+ever ends in a raw traceback: errors print one line (LABKIT_DEBUG=1 shows the traceback), exit 2;
+Ctrl-C exits 130 (SIGTERM during `labkit run`, 143).
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-# name -> (module, one-line help). A lesson that needs a command adds one line here.
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+# name -> one-line help; the module is labkit.commands.<name with '-' as '_'>.
 COMMANDS = {
-    "doctor": ("labkit.doctor", "check the installed stack and name the fix for known problems"),
-    "run": ("labkit.runner", "execute notebooks in order (--inplace refreshes committed outputs)"),
-    "student-copy": ("labkit.student", "write student notebooks with solutions replaced by stubs"),
-    "train-srcnn": ("labkit.train_srcnn", "train the kit's SRCNN (factors 2, 3, 4) and write data/srcnn_x234.pth"),
-    "fetch-weights": ("labkit.imagenet", "download AlexNet's ImageNet weights into torch's hub cache (needs internet)"),
-    "bench": ("labkit.bench", "time an ONNX model in ONNX Runtime at several batch sizes (median, p90, share of the fp32 peak)"),
+    "doctor": "check the installed stack and name the fix for known problems",
+    "run": "execute lesson notebooks in order (--inplace saves their outputs when they pass)",
+    "student-copy": "make the learner's copies in workspace/ (solutions stubbed, outputs cleared; edits kept)",
+    "progress": "show, per lesson, which exercises your copies in workspace/ have checked Correct",
+    "bench": "time an ONNX model in ONNX Runtime at several batch sizes (median, p90, share of the fp32 peak)",
+    "fetch-weights": "download AlexNet's ImageNet weights into torch's hub cache (needs internet)",
+    "train-srcnn": "train the kit's SRCNN (factors 2, 3, 4) into artifacts/train-srcnn/",
 }
+
+
+def _module(name: str):
+    return importlib.import_module(f"labkit.commands.{name.replace('-', '_')}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labkit", description="onnx-labkit: lessons on PyTorch -> ONNX -> ONNX Runtime")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
+    for name, help_text in COMMANDS.items():
         escaped = help_text.replace("%", "%%")  # argparse formats help strings with %
-        command = sub.add_parser(name, help=escaped, description=escaped)
-        importlib.import_module(module).configure(command)
-        command.set_defaults(module=module)
+        _module(name).configure(sub.add_parser(name, help=escaped, description=escaped))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before any command imports onnxruntime: the kit is offline
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
+    from .commands import print_error
+
     try:
-        return importlib.import_module(args.module).main(args)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"labkit {args.command}: error: {error}", file=sys.stderr)
+        return _module(args.command).main(args)
+    except KeyboardInterrupt as stop:
+        message = str(stop) or "interrupted"
+        print(f"labkit {args.command}: {message}", file=sys.stderr)
+        return getattr(stop, "exit_code", 130)
+    except BrokenPipeError:  # `labkit ... | head`: the reader left; nothing more to say
+        sys.stderr.close()
+        return 1
+    except Exception as error:
+        print_error(args.command, error)
         return 2
 
 

@@ -1,14 +1,22 @@
-"""`labkit doctor`: is this environment able to run the lessons? Names the fix for the known traps."""
+"""Is this environment able to run the lessons? One `Check` per package or capability, naming the fix.
+
+Only the standard library is imported at module top: this is the module that must work when
+onnx, numpy or torch do not import (`labkit doctor` reports that instead of crashing). It also
+holds the one package-version lookup the kit uses (`package_version`, `package_versions`).
+"""
 from __future__ import annotations
 
-import argparse
 import importlib
 import platform
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
 
-__all__ = ["Check", "run_checks", "format_checks", "max_onnx_opset", "max_ort_opset"]
+from .report import first_line, format_table, status, summary_line
+
+__all__ = ["Check", "run_checks", "format_checks", "max_onnx_opset", "max_ort_opset", "package_version",
+           "package_versions", "FIX_PAIR"]
 
 MIN_ONNXSCRIPT = (0, 6)
 FIX_PAIR = ("reinstall torch and torchvision as a matched pair from the kit's pins: "
@@ -25,11 +33,18 @@ class Check:
     fix: str = ""
 
 
-def _version(dist: str) -> str | None:
+def package_version(dist: str) -> str | None:
+    """The installed version of distribution `dist` (e.g. 'onnxruntime'), or None when it is not installed."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
+
+
+def package_versions(dists: Iterable[str] = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy")) -> dict:
+    """{distribution: version} for those of `dists` that are installed."""
+    found = {dist: package_version(dist) for dist in dists}
+    return {dist: version for dist, version in found.items() if version is not None}
 
 
 def _parse(version: str) -> tuple[int, ...]:
@@ -53,19 +68,19 @@ def check_import(module: str, dist: str | None = None) -> Check:
     try:
         importlib.import_module(module)
     except Exception as error:  # any import failure is a finding, not a crash of the doctor
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        version = _version(dist)
+        first = first_line(error)
+        version = package_version(dist)
         fix = f"pip install -c constraints.txt {dist}"
         return Check(module, False, f"{dist} {version or 'not installed'}: {type(error).__name__}: {first}", fix)
-    return Check(module, True, _version(dist) or "?")
+    return Check(module, True, package_version(dist) or "?")
 
 
 def check_torchvision() -> Check:
     """torchvision's compiled ops must match torch's build (the classic CPU-torch + CUDA-torchvision trap)."""
     result = check_import("torchvision")
-    if result.ok or _version("torchvision") is None:
+    if result.ok or package_version("torchvision") is None:
         return result
-    torch_version, vision_version = _version("torch"), _version("torchvision")
+    torch_version, vision_version = package_version("torch"), package_version("torchvision")
     return Check("torchvision", False,
                  f"torchvision {vision_version} cannot load its compiled ops with torch {torch_version}: {result.detail.split(': ', 1)[-1]}",
                  FIX_PAIR)
@@ -73,7 +88,7 @@ def check_torchvision() -> Check:
 
 def check_onnxscript() -> Check:
     """The default (dynamo) exporter needs onnxscript >= 0.6."""
-    version = _version("onnxscript")
+    version = package_version("onnxscript")
     if version is None:
         return Check("onnxscript", False, "not installed (torch.onnx.export(dynamo=True) needs it)",
                      "pip install -c constraints.txt 'onnxscript>=0.6'")
@@ -106,12 +121,13 @@ def max_ort_opset() -> int:
     """The newest ai.onnx opset ONNX Runtime loads, found by loading a one-node model at each opset."""
     import onnxruntime as ort
 
+    from .backends import make_session
+
     options = ort.SessionOptions()
     options.log_severity_level = 4
     for opset in range(max_onnx_opset(), 6, -1):
         try:
-            ort.InferenceSession(_identity_model(opset).SerializeToString(), options,
-                                 providers=["CPUExecutionProvider"])
+            make_session(_identity_model(opset), options=options)
             return opset
         except Exception:
             continue
@@ -122,7 +138,7 @@ def check_opsets() -> Check:
     try:
         onnx_max, ort_max = max_onnx_opset(), max_ort_opset()
     except Exception as error:
-        return Check("opsets", False, f"cannot query opsets: {error}", "fix onnx / onnxruntime first")
+        return Check("opsets", False, f"cannot query opsets: {first_line(error)}", "fix onnx / onnxruntime first")
     return Check("opsets", ort_max > 0, f"onnx knows up to {onnx_max}, onnxruntime loads up to {ort_max}")
 
 
@@ -139,9 +155,11 @@ def check_exporters() -> Check:
     import io
     import warnings
 
-    import numpy as np
-    import onnxruntime as ort
+    import onnx
     import torch
+
+    from .backends import make_session
+    from .compare import compare_arrays
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()).eval()
     x = torch.randn(2, 4)
@@ -155,27 +173,26 @@ def check_exporters() -> Check:
                 buffer = io.BytesIO()
                 program = torch.onnx.export(model, (x,), dynamo=dynamo, verbose=False,
                                             **({} if dynamo else {"f": buffer}))
-                data = program.model_proto.SerializeToString() if dynamo else buffer.getvalue()
-            session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+                proto = program.model_proto if dynamo else onnx.load_from_string(buffer.getvalue())
+            session = make_session(proto)
             got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-            if not np.allclose(got, expected, atol=1e-5):
+            if not compare_arrays("onnxruntime", "y", expected, got, atol=1e-5, rtol=1e-5).passed:
                 return Check("exporters", False, f"{label} export runs but disagrees with torch",
                              "report this: versions in the table above")
             verdicts.append(f"{label} OK")
         except Exception as error:
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            return Check("exporters", False, f"{label} export failed: {type(error).__name__}: {first[:120]}",
+            return Check("exporters", False, f"{label} export failed: {type(error).__name__}: {first_line(error)[:120]}",
                          "pip install -c constraints.txt torch onnx onnxscript onnxruntime")
     return Check("exporters", True, ", ".join(verdicts))
 
 
 def run_checks(*, quick: bool = False) -> list[Check]:
     """Every check, in an order where later ones assume earlier ones passed (and are skipped if not)."""
-    checks = [check_python(), check_import("torch"), check_torchvision(), check_import("onnx"),
+    checks = [check_python(), check_import("numpy"), check_import("torch"), check_torchvision(), check_import("onnx"),
               check_import("onnxruntime"), check_onnxscript()]
     for module, dist in [("jupyterlab", None), ("ipywidgets", None), ("nbval", None), ("matplotlib", None),
                          ("cv2", "opencv-python-headless"), ("pygraphviz", None)]:
-        if module == "cv2" and _version("opencv-python-headless") is None and _version("opencv-python"):
+        if module == "cv2" and package_version("opencv-python-headless") is None and package_version("opencv-python"):
             dist = "opencv-python"
         checks.append(check_import(module, dist))
     core_ok = all(c.ok for c in checks if c.name in ("torch", "onnx", "onnxruntime", "onnxscript"))
@@ -187,24 +204,12 @@ def run_checks(*, quick: bool = False) -> list[Check]:
 
 
 def format_checks(checks: list[Check]) -> str:
-    """An aligned `status | check | detail` table, fixes under failures, and a verdict line."""
-    width = max(len(c.name) for c in checks)
-    lines = []
+    """`PASSED | check | detail` rows, the fix under each failure, and a summary that names what failed."""
+    rows = []
     for c in checks:
-        lines.append(f"{'OK  ' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}")
+        rows.append((status(c.ok), c.name, c.detail))
         if not c.ok and c.fix:
-            lines.append(f"      {'':<{width}}  fix: {c.fix}")
+            rows.append(("", "", f"fix: {c.fix}"))
     failed = [c.name for c in checks if not c.ok]
-    lines.append("environment OK: every lesson can run" if not failed else
-                 f"environment BROKEN: {', '.join(failed)} (see the fixes above)")
-    return "\n".join(lines)
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="skip the export round trip (about 5 s)")
-
-
-def main(args: argparse.Namespace) -> int:
-    checks = run_checks(quick=args.quick)
-    print(format_checks(checks))
-    return 0 if all(c.ok for c in checks) else 1
+    summary = summary_line(len(checks) - len(failed), len(checks), "environment checks passed", failed=failed)
+    return f"{format_table(None, rows, sep=' | ')}\n{summary}"

@@ -1,13 +1,11 @@
 """ImageNet plumbing shared by the lessons: the eval preprocessing, the 1000 labels, and AlexNet's weights.
 
-Nothing here downloads at import or call time. The only network access is the explicit
-`labkit fetch-weights` command, which puts AlexNet's ImageNet weights into torch's hub cache;
+Nothing here downloads. The only network access is the explicit `labkit fetch-weights` command
+(labkit/commands/fetch_weights.py), which puts AlexNet's ImageNet weights into torch's hub cache;
 `alexnet()` uses them when they are there and falls back to seeded random weights otherwise.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,8 +14,8 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported inside the functions: `labkit` commands start fast
     import torch
 
-__all__ = ["MEAN", "STD", "RESIZE", "CROP", "WEIGHTS_URL", "preprocess", "categories",
-           "weights_path", "alexnet", "fetch_weights"]
+__all__ = ["MEAN", "STD", "RESIZE", "CROP", "WEIGHTS_URL", "WEIGHTS_SHA256_PREFIX", "preprocess", "categories",
+           "weights_path", "alexnet"]
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -25,7 +23,7 @@ RESIZE = 256  # shorter side after resizing
 CROP = 224  # side of the centre crop the network sees
 # torchvision's AlexNet_Weights.IMAGENET1K_V1.url; the 8 hex digits before .pth are the start of its SHA-256.
 WEIGHTS_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
-_HASH_PREFIX = "7be5be79"
+WEIGHTS_SHA256_PREFIX = "7be5be79"
 
 
 def _resize_shape(height: int, width: int, short: int) -> tuple[int, int]:
@@ -125,61 +123,3 @@ def alexnet(seed: int = 0) -> tuple[torch.nn.Module, bool]:
         raise RuntimeError(f"cannot load AlexNet weights from '{path}' ({type(error).__name__}): "
                            "the file is damaged; delete it and run `labkit fetch-weights` again") from None
     return model.eval(), True
-
-
-def fetch_weights(*, force: bool = False, timeout: float = 30.0) -> Path:
-    """Download AlexNet's ImageNet weights into torch's hub cache (checked against their hash); returns the path.
-
-    Raises ConnectionError naming the URL and the cause when the download fails (e.g. offline).
-    """
-    import http.client
-    import socket
-    import urllib.error
-
-    import torch
-
-    path = weights_path()
-    if path.is_file() and not force:
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
-    try:
-        torch.hub.download_url_to_file(WEIGHTS_URL, str(path), hash_prefix=_HASH_PREFIX, progress=True)
-    except urllib.error.HTTPError as error:  # the server answered, but not with the file
-        raise ConnectionError(f"cannot download {WEIGHTS_URL}: the server answered HTTP {error.code} "
-                              f"{error.reason}; check the URL in a browser") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
-        reason = getattr(error, "reason", None) or error
-        raise ConnectionError(
-            f"cannot download {WEIGHTS_URL}: {reason}. This machine seems to be offline or behind a "
-            f"proxy (set HTTPS_PROXY). Alternatively copy that file from a machine with internet to "
-            f"{path}") from None
-    except RuntimeError as error:  # torch.hub's hash check
-        raise ConnectionError(f"the file downloaded from {WEIGHTS_URL} is damaged ({error}); run the command again") from None
-    finally:
-        socket.setdefaulttimeout(previous)
-    return path
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--force", action="store_true", help="download again even if the file is cached")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server (default 30)")
-
-
-def main(args: argparse.Namespace) -> int:
-    """`labkit fetch-weights`: 0 when the weights are cached afterwards, 1 when the download failed."""
-    cached = weights_path().is_file()
-    try:
-        path = fetch_weights(force=args.force, timeout=args.timeout)
-    except ConnectionError as error:
-        print(f"labkit fetch-weights: error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:  # the cache folder cannot be created or written
-        print(f"labkit fetch-weights: error: cannot write {weights_path()}: {error.strerror or error}; "
-              "set TORCH_HOME to a folder you can write", file=sys.stderr)
-        return 1
-    state = "already cached" if cached and not args.force else "downloaded"
-    print(f"AlexNet ImageNet weights {state}: {path}\n"
-          "labkit.imagenet.alexnet() now returns the pretrained model (Lesson 01 prints real labels)")
-    return 0

@@ -1,21 +1,18 @@
-"""`labkit train-srcnn`: train the kit's SRCNN on the shipped photos (reproducible, a few minutes on 2 cores).
+"""Training the kit's SRCNN on the shipped photos (reproducible, a few minutes on 2 cores).
 
 One network for factors 2, 3 and 4: every batch draws its factor at random, downscales
 high-resolution crops by it (`labkit.srcnn.downscale`) and learns to restore them. The held-out
 photo(s) in `labkit.srcnn.HELD_OUT` are never cropped for training; the command ends by measuring
-PSNR on them against plain bicubic.
+PSNR on them against plain bicubic. The command is `labkit train-srcnn` (labkit/commands/train_srcnn.py):
 
-    labkit train-srcnn                      # writes data/srcnn_x234.pth (the shipped weights)
-    labkit train-srcnn --steps 20 --out /tmp/srcnn.pth
+    labkit train-srcnn                      # writes artifacts/train-srcnn/srcnn_x234.pth
+    labkit train-srcnn --replace-shipped    # replaces data/srcnn_x234.pth, the weights the lessons load
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import time
-from pathlib import Path
 
-__all__ = ["FACTORS", "training_images", "identity_init", "train", "configure", "main"]
+__all__ = ["FACTORS", "training_images", "identity_init", "train"]
 
 FACTORS = (2, 3, 4)
 
@@ -116,41 +113,3 @@ def train(*, steps: int = 2000, batch: int = 16, patch: int = 48, lr: float = 1e
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.2e}", x=factor)
     return model.eval()
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int, default=2000, help="training batches (default 2000)")
-    parser.add_argument("--batch", type=int, default=16, help="crops per batch (default 16)")
-    parser.add_argument("--patch", type=int, default=48, help="crop side in pixels, a multiple of 12 (default 48)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, cosine-decayed (default 1e-3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights, crops and factors (default 0)")
-    parser.add_argument("--out", default=None, help="where to write the state dict (default data/srcnn_x234.pth)")
-
-
-def main(args: argparse.Namespace) -> int:
-    import torch
-
-    from .images import load_image
-    from .paths import data_path, display_path, repo_root
-    from .srcnn import HELD_OUT, WEIGHTS, evaluate
-
-    out = Path(args.out) if args.out else repo_root() / "data" / WEIGHTS
-    start = time.perf_counter()
-    model = train(steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed)
-    seconds = time.perf_counter() - start
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out)
-    print(f"wrote {display_path(out)} ({out.stat().st_size / 1024:.0f} KiB) after {args.steps} steps "
-          f"in {seconds:.0f} s on {torch.get_num_threads()} thread(s), seed {args.seed}")
-    print(f"{'photo':<18} {'factor':>6} {'SRCNN dB':>9} {'bicubic dB':>11} {'gain':>6}")
-    worst = float("inf")
-    for name in HELD_OUT:
-        image = load_image(data_path(f"images/{name}"))
-        for factor in FACTORS:
-            ours, base = evaluate(model, image, factor)
-            worst = min(worst, ours - base)
-            print(f"{name:<18} {'x' + str(factor):>6} {ours:9.2f} {base:11.2f} {ours - base:+6.2f}")
-    if worst <= 0:
-        print("warning: SRCNN does not beat bicubic at every factor; train longer (--steps)")
-        return 1
-    return 0

@@ -1,4 +1,4 @@
-"""labkit bench and its measuring helpers: clear errors for bad input, a table of fixed form, exact FLOP counts."""
+"""`labkit bench`: every bad model, input or setting is a one-line error before anything is allocated; a fixed table."""
 import json
 import re
 
@@ -7,22 +7,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from helpers import make_affine_model
-from labkit import bench, input_specs
+from labkit import input_specs
+from labkit.commands import bench
 from labkit.cli import main as cli_main
-
-
-def make_conv_model(batch="N", height="H", width="W") -> onnx.ModelProto:
-    """y = Conv(x, W) with x: [batch, 3, height, width], W: [4, 3, 3, 3], padding 1 (same-size output)."""
-    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32) / 27, "W")
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "W"], ["y"], pads=[1, 1, 1, 1])], "conv",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, height, width])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4, height, width])],
-        initializer=[weight])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.checker.check_model(model)
-    return model
+from test_measure import make_conv_model
 
 
 @pytest.fixture
@@ -123,66 +111,130 @@ def test_default_batch_is_the_models_fixed_batch(static_affine_path, capsys):
     assert status == 0 and [row["batch"] for row in json.loads(out)["rows"]] == [2]
 
 
-def test_format_table_aligns_columns_and_marks_unknown_peak():
+def test_format_rows_aligns_columns_and_marks_unknown_peak():
     rows = [bench.BenchRow(1, 1.234, 2.5, 810.37, None), bench.BenchRow(32, 123.4, 130.0, 259.3, 45.67)]
-    lines = bench.format_table(rows).splitlines()
+    lines = bench.format_rows(rows).splitlines()
     assert len({len(line) for line in lines}) == 1
     assert lines[1].split()[-1] == "-" and lines[2].split()[-1] == "45.7"
-
-
-# --------------------------------------------------------------------------- helpers
-
-def test_count_flops_counts_two_per_multiply_add_for_conv():
-    flops = bench.count_flops(make_conv_model(), {"x": (2, 3, 16, 16)})
-    assert flops.total == 2 * 2 * 4 * 16 * 16 * 3 * 3 * 3
-    assert flops.by_op == {"Conv": flops.total} and flops.skipped == ()
-
-
-def test_count_flops_for_matmul_uses_the_inferred_shapes():
-    flops = bench.count_flops(make_affine_model(), {"x": (5, 4)})
-    assert flops.total == 2 * 5 * 3 * 4 and flops.nodes == 1
-
-
-def test_count_flops_reads_gemm_transposes():
-    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [6, 5])  # used transposed: M=5, K=6
-    weight = numpy_helper.from_array(np.zeros((7, 6), np.float32), "B")  # transposed: K=6, N=7
-    graph = helper.make_graph([helper.make_node("Gemm", ["a", "B"], ["y"], transA=1, transB=1)], "gemm", [a],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 7])], initializer=[weight])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    assert bench.count_flops(model).total == 2 * 5 * 7 * 6
-
-
-def test_count_flops_rejects_an_unknown_input_name():
-    with pytest.raises(ValueError, match="model has no input 'image'; its inputs are: 'x'"):
-        bench.count_flops(make_conv_model(), {"image": (1, 3, 8, 8)})
-
-
-def test_count_flops_reports_nodes_it_cannot_size():
-    flops = bench.count_flops(make_conv_model())  # N, H, W left symbolic
-    assert flops.total == 0 and len(flops.skipped) == 1
-
-
-def test_time_it_runs_warmup_untimed_then_the_timed_repeats():
-    calls = []
-    timing = bench.time_it(lambda: calls.append(1), warmup=3, repeat=4, items=8)
-    assert len(calls) == 7 and len(timing.seconds) == 4 and timing.items == 8
-    assert timing.p90_ms >= timing.median_ms >= 0
-
-
-@pytest.mark.parametrize("kwargs, message", [({"warmup": -1}, "warmup must be >= 0"), ({"repeat": 0}, "repeat must be >= 1"),
-                                             ({"items": 0}, "items must be >= 1")])
-def test_time_it_rejects_impossible_counts(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        bench.time_it(lambda: None, **kwargs)
-
-
-def test_timing_throughput_and_share_of_peak_follow_the_median():
-    timing = bench.Timing((0.010, 0.020, 0.030), items=4)
-    assert timing.median_ms == pytest.approx(20.0)
-    assert timing.throughput == pytest.approx(200.0)
-    assert timing.percent_of_peak(gflop_per_item=0.5, peak_gflops=200.0) == pytest.approx(50.0)
 
 
 def test_resolve_shapes_puts_the_batch_on_dim_zero_of_each_symbolic_input():
     shapes = bench.resolve_shapes(input_specs(make_conv_model()), 8, {"x": (1, 3, 32, 16)})
     assert shapes == {"x": (8, 3, 32, 16)}
+
+
+def test_inputs_without_a_batch_dim_keep_their_own_shape():
+    specs = input_specs(_reshape_model())
+    assert bench.resolve_shapes(specs, 8) == {"x": (8, 4), "shape": (2,)}
+
+
+# --------------------------------------------------------------------------- models ONNX Runtime or random inputs cannot run
+
+def _tensor(name, elem, shape):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def _model(name, nodes, inputs, outputs, opsets=(("", 17),), initializer=()):
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=list(initializer))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid(*o) for o in opsets], ir_version=8)
+
+
+def _reshape_model():
+    """y = Reshape(x, shape): `shape` is an int64 [2] input, a setting rather than a batch of data."""
+    return _model("reshape", [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+                  [_tensor("x", TensorProto.FLOAT, ["N", 4]), _tensor("shape", TensorProto.INT64, [2])],
+                  [_tensor("y", TensorProto.FLOAT, None)])
+
+
+def test_a_custom_op_names_the_op_and_how_to_provide_it(tmp_path, capsys):
+    path = tmp_path / "custom.onnx"
+    onnx.save(_model("custom", [helper.make_node("MyOp", ["x"], ["y"], domain="custom")],
+                     [_tensor("x", TensorProto.FLOAT, ["N", 4])], [_tensor("y", TensorProto.FLOAT, ["N", 4])],
+                     opsets=(("", 17), ("custom", 1))), path)
+    status, out, err = _run(capsys, path, "--batch", "1", "--repeat", "1")
+    assert status == 2 and out == ""
+    assert err.startswith("labkit bench: error: ONNX Runtime cannot load 'custom.onnx': it uses custom::MyOp, "
+                          "which ONNX Runtime does not implement; register the library")
+
+
+def test_a_missing_external_weights_file_is_named(tmp_path, capsys):
+    weight = numpy_helper.from_array(np.ones((4, 3), np.float32), "W")
+    path = tmp_path / "external.onnx"
+    onnx.save(_model("external", [helper.make_node("MatMul", ["x", "W"], ["y"])],
+                     [_tensor("x", TensorProto.FLOAT, ["N", 4])], [_tensor("y", TensorProto.FLOAT, ["N", 3])],
+                     initializer=[weight]),
+              path, save_as_external_data=True, location="external.onnx.data", size_threshold=0)
+    (tmp_path / "external.onnx.data").unlink()
+    status, _, err = _run(capsys, path)
+    assert status == 2
+    assert "labkit bench: error: 'external.onnx' keeps its weights in 'external.onnx.data', which is not next to it" in err
+
+
+@pytest.fixture
+def reshape_path(tmp_path):
+    path = tmp_path / "reshape.onnx"
+    onnx.save(_reshape_model(), path)
+    return path
+
+
+def test_an_input_without_a_batch_dim_asks_for_its_value(reshape_path, capsys):
+    status, _, err = _run(capsys, reshape_path, "--batch", "1")
+    assert status == 2
+    assert ("input 'shape' (int64 [2]) has no batch dim: it is a setting (a size, an index, a factor) that random "
+            "numbers cannot stand for; give its value, e.g. --value shape=1,1") in err
+
+
+def test_the_value_of_a_setting_input_makes_the_model_run(reshape_path, capsys):
+    status, out, _ = _run(capsys, reshape_path, "--batch", "2", "--value", "shape=4,2", "--warmup", "0",
+                          "--repeat", "1", "--json")
+    assert status == 0 and json.loads(out)["inputs"] == {"x": [2, 4], "shape": [2]}
+
+
+def test_a_value_the_model_cannot_run_with_is_one_line_from_onnx_runtime(reshape_path, capsys):
+    status, _, err = _run(capsys, reshape_path, "--batch", "2", "--value", "shape=3,5", "--repeat", "1")
+    assert status == 2
+    assert "labkit bench: error: ONNX Runtime could not run 'reshape.onnx' at batch 2 on random inputs:" in err
+    assert "[E:onnxruntime" not in err  # ORT's own log line is not repeated
+
+
+@pytest.mark.parametrize("value, message", [("shape=1", "gives 1 number(s), but input 'shape' [2] holds 2"),
+                                            ("x=1", "input 'x' [N, 4] is a batch of data"),
+                                            ("k=1", "model has no input 'k' (from --value)"),
+                                            ("shape=", "--value takes NAME=V or NAME=V,V,... with numbers")])
+def test_bad_values_are_named(reshape_path, capsys, value, message):
+    status, _, err = _run(capsys, reshape_path, "--value", value)
+    assert status == 2 and message in err
+
+
+def test_a_batch_too_large_for_memory_is_refused_with_the_estimate_before_allocating(tmp_path, capsys):
+    path = tmp_path / "conv224.onnx"
+    onnx.save(make_conv_model(height=224, width=224), path)
+    status, out, err = _run(capsys, path, "--batch", "100000")  # about 131 GiB: numpy would fail to allocate it
+    assert status == 2 and out == ""
+    assert ("labkit bench: error: --batch 100000 would need about 130.8 GiB (inputs 56.1, intermediate and output "
+            "tensors 74.8, weights 0.0), more than the") in err
+    assert "GiB allowed (half of the" in err and "use --batch" in err
+
+
+def test_max_memory_sets_the_ceiling_and_names_the_largest_batch_that_fits(conv_path, capsys):
+    status, _, err = _run(capsys, conv_path, "--shape", "x=1x3x64x64", "--batch", "1,3000", "--max-memory", "0.25")
+    assert status == 2 and "--batch 3000 would need about 0.3 GiB" in err
+    per_item = (3 * 64 * 64 + 4 * 64 * 64) * 4
+    fits = int((0.25 * 1024**3 - 4 * 27 * 4) // per_item)
+    assert f"more than the 0.2 GiB allowed (set by --max-memory): use --batch {fits} or less" in err
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--threads", "0", "--threads must be >= 1, got 0"), ("--warmup", "-1", "--warmup must be >= 0, got -1"),
+    ("--repeat", "0", "--repeat must be >= 1, got 0"), ("--gflop", "0", "--gflop must be a number > 0, got 0.0"),
+    ("--max-memory", "-2", "--max-memory must be a number of GiB > 0, got -2.0")])
+def test_settings_are_checked_naming_the_option(affine_path, capsys, option, value, message):
+    status, out, err = _run(capsys, affine_path, option, value)
+    assert status == 2 and out == "" and message in err
+
+
+def test_check_settings_is_the_one_place_for_numeric_settings():
+    with pytest.raises(ValueError, match="batch sizes must be >= 1, got 0"):
+        bench.check_settings([1, 0])
+    with pytest.raises(ValueError, match="--threads must be >= 1, got True"):
+        bench.check_settings([1], threads=True)

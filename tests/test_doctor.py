@@ -53,18 +53,38 @@ def test_missing_or_old_onnxscript_is_reported_with_an_install_command(monkeypat
     assert "onnxscript>=0.6" in check.fix
 
 
-def test_report_ends_with_a_verdict_and_lists_fixes_under_failures():
+def test_report_uses_verdict_rows_with_the_fix_under_each_failure_and_a_summary_naming_it():
     text = doctor.format_checks([doctor.Check("torch", True, "2.15.0"),
                                  doctor.Check("onnxscript", False, "not installed", "pip install onnxscript")])
     assert text.splitlines() == [
-        "OK    torch       2.15.0",
-        "FAIL  onnxscript  not installed",
-        "                  fix: pip install onnxscript",
-        "environment BROKEN: onnxscript (see the fixes above)",
+        "PASSED | torch      | 2.15.0",
+        "FAILED | onnxscript | not installed",
+        "       |            | fix: pip install onnxscript",
+        "FAILED: 1/2 environment checks passed; failed: onnxscript",
     ]
+
+
+def test_a_healthy_report_ends_with_a_passed_summary():
+    assert doctor.format_checks([doctor.Check("torch", True, "2.15.0")]).splitlines()[-1] == \
+        "PASSED: 1/1 environment checks passed"
+
+
+def test_package_versions_is_the_one_lookup_and_skips_what_is_not_installed():
+    versions = doctor.package_versions(("onnx", "no-such-distribution-here"))
+    assert versions == {"onnx": metadata.version("onnx")}
+    assert doctor.package_version("no-such-distribution-here") is None
+
+
+def test_doctor_builds_its_sessions_with_make_session(monkeypatch):
+    import labkit.backends
+
+    calls = []
+    real = labkit.backends.make_session
+    monkeypatch.setattr(labkit.backends, "make_session", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert doctor.max_ort_opset() >= 20 and calls
 
 
 def test_doctor_command_exits_non_zero_when_a_check_fails(monkeypatch, capsys):
     monkeypatch.setattr(doctor, "run_checks", lambda quick: [doctor.Check("torch", False, "broken", "reinstall")])
     assert cli_main(["doctor", "--quick"]) == 1
-    assert "environment BROKEN: torch" in capsys.readouterr().out
+    assert "FAILED: 0/1 environment checks passed; failed: torch" in capsys.readouterr().out

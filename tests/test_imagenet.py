@@ -1,6 +1,7 @@
-"""labkit.imagenet: torchvision-equivalent preprocessing, labels, offline AlexNet, and `labkit fetch-weights`."""
+"""labkit.imagenet (torchvision-equivalent preprocessing, labels, offline AlexNet) and `labkit fetch-weights`."""
 from __future__ import annotations
 
+import hashlib
 import socket
 import urllib.error
 
@@ -143,9 +144,35 @@ def test_fetch_weights_downloads_into_the_hub_cache(hub, monkeypatch, capsys):
     assert "weights downloaded" in capsys.readouterr().out
 
 
-def test_fetch_weights_skips_the_download_when_already_cached(hub, monkeypatch, capsys):
+def test_fetch_weights_says_cached_only_after_checking_the_files_sha256(hub, monkeypatch, capsys):
+    good = b"weights whose hash is the expected one"
+    monkeypatch.setattr(imagenet, "WEIGHTS_SHA256_PREFIX", hashlib.sha256(good).hexdigest()[:8])
     monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
     hub.mkdir(parents=True)
-    (hub / "alexnet-owt-7be5be79.pth").write_bytes(b"weights")
+    (hub / "alexnet-owt-7be5be79.pth").write_bytes(good)
     assert cli.main(["fetch-weights"]) == 0
-    assert "already cached" in capsys.readouterr().out
+    assert "already cached (SHA-256" in capsys.readouterr().out
+
+
+def test_a_damaged_cached_file_is_reported_and_fetched_again_never_called_cached(hub, monkeypatch, capsys):
+    hub.mkdir(parents=True)
+    (hub / "alexnet-owt-7be5be79.pth").write_bytes(b"corrupted")  # 9 bytes
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.append(url)
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    assert cli.main(["fetch-weights"]) == 1
+    captured = capsys.readouterr()
+    assert calls == [imagenet.WEIGHTS_URL]
+    assert "already cached" not in captured.out
+    assert "is damaged (its SHA-256 does not start with 7be5be79): downloading it again" in captured.err
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf"])
+def test_fetch_weights_refuses_a_timeout_that_is_not_a_positive_number(hub, monkeypatch, capsys, timeout):
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    assert cli.main(["fetch-weights", "--timeout", timeout]) == 2
+    assert "labkit fetch-weights: error: --timeout must be a positive number of seconds" in capsys.readouterr().err

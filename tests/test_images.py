@@ -39,3 +39,36 @@ def test_psnr_is_infinite_for_identical_images_and_drops_with_noise():
 def test_psnr_refuses_images_of_different_shapes():
     with pytest.raises(ValueError, match="images differ in shape"):
         labkit.psnr(np.zeros((4, 4)), np.zeros((4, 5)))
+
+
+def test_a_truncated_jpeg_is_refused_instead_of_returned_with_made_up_rows(tmp_path):
+    whole = labkit.data_path("images/astronaut.jpg").read_bytes()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(whole[: len(whole) // 4])
+    with pytest.raises(ValueError, match=r"'cut.jpg' is a truncated JPEG: it stops before the end-of-image marker"):
+        labkit.load_image(path)
+
+
+def test_a_whole_jpeg_with_trailing_padding_still_loads(tmp_path):
+    path = tmp_path / "padded.jpg"
+    path.write_bytes(labkit.data_path("images/astronaut.jpg").read_bytes() + b"\x00\x00")
+    assert labkit.load_image(path).shape == (320, 320, 3)
+
+
+def test_an_rgba_png_drops_alpha_and_says_so(tmp_path):
+    import cv2
+
+    rgba = np.zeros((4, 5, 4), np.uint8)
+    rgba[..., 2] = 200  # red in OpenCV's BGRA order
+    cv2.imwrite(str(tmp_path / "logo.png"), rgba)
+    with pytest.warns(UserWarning, match="'logo.png' has an alpha .* drops alpha"):
+        image = labkit.load_image(tmp_path / "logo.png")
+    assert image.shape == (4, 5, 3) and image[0, 0].tolist() == [200, 0, 0]
+
+
+def test_an_rgb_png_loads_without_a_warning(tmp_path, recwarn):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "plain.png"), np.zeros((4, 5, 3), np.uint8))
+    assert labkit.load_image(tmp_path / "plain.png").shape == (4, 5, 3)
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]

@@ -1,11 +1,15 @@
-"""labkit.srcnn (the kit's SRCNN and its metric) and labkit.train_srcnn (the training command)."""
+"""labkit.srcnn (the kit's SRCNN and its metric), labkit.train_srcnn (training) and `labkit train-srcnn`."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from labkit import cli
+import argparse
+import hashlib
+
+from labkit import cli, paths
+from labkit.commands import train_srcnn as train_command
 from labkit.images import load_image
 from labkit.paths import data_path
 from labkit.srcnn import (HELD_OUT, SRCNN, WEIGHTS, bicubic, crop_to_multiple, downscale, evaluate, load_srcnn,
@@ -87,6 +91,36 @@ def test_train_srcnn_command_writes_a_weights_only_state_dict(tmp_path, capsys):
     assert all(f"x{f}" in printed for f in (2, 3, 4))
     model = SRCNN()
     model.load_state_dict(torch.load(out, weights_only=True))
+
+
+def _options(**given):
+    return argparse.Namespace(**{"out": None, "replace_shipped": False, **given})
+
+
+def test_train_srcnn_writes_to_artifacts_unless_told_to_replace_the_shipped_weights():
+    assert train_command.output_path(_options()) == paths.repo_root() / "artifacts" / "train-srcnn" / WEIGHTS
+    assert train_command.output_path(_options(replace_shipped=True)) == paths.repo_root() / "data" / WEIGHTS
+
+
+def test_an_out_that_is_the_shipped_file_needs_the_explicit_flag():
+    with pytest.raises(ValueError, match="say --replace-shipped"):
+        train_command.output_path(_options(out=str(paths.repo_root() / "data" / WEIGHTS)))
+
+
+def test_a_training_run_without_options_leaves_the_shipped_weights_alone(tmp_path, monkeypatch, capsys):
+    shipped = data_path(WEIGHTS)
+    before = hashlib.sha256(shipped.read_bytes()).hexdigest()
+    monkeypatch.setattr(paths, "artifacts_dir", lambda stem: tmp_path / stem)
+    cli.main(["train-srcnn", "--steps", "1", "--batch", "1", "--patch", "24"])
+    assert (tmp_path / "train-srcnn" / WEIGHTS).is_file()
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == before
+    assert "to ship them: labkit train-srcnn --replace-shipped" in capsys.readouterr().out
+
+
+def test_out_and_replace_shipped_cannot_be_combined(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train-srcnn", "--out", "x.pth", "--replace-shipped"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_shipped_weights_are_small_and_load_with_weights_only():

@@ -1,0 +1,242 @@
+"""The lesson notebooks: finding them (one pattern for the runner, the workspace, progress and the tests)
+and running one so that it always stops and says why.
+
+`run_notebook` drives nbclient's asynchronous client cell by cell: a cell that runs past
+`timeout` fails with "timed out", a kernel that dies is reported as such (never waited for),
+SIGINT or SIGTERM stop the kernel and raise `Interrupted`, and every kernel is shut down when
+its notebook ends. The kernel is this Python (`sys.executable`) with this process's environment
+(where the kit sets ORT_DISABLE_TELEMETRY=1).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import display_path, repo_root
+from .report import first_line, status, strip_ansi, summary_line, verdict_rows
+
+__all__ = ["LESSON_PATTERN", "lesson_notebooks", "select_notebooks", "NotebookResult", "Interrupted",
+           "run_notebook", "run_notebooks", "format_results"]
+
+LESSON_PATTERN = "[0-9][0-9]_*.ipynb"   # the glob; _LESSON_STEM then drops copies such as 01_x.updated.ipynb
+_LESSON_STEM = re.compile(r"\d\d_[a-z0-9_]+")
+MIN_PREFIX = 3
+
+
+def lesson_notebooks(folder: str | Path | None = None) -> list[Path]:
+    """The lesson notebooks `NN_name.ipynb` of `folder` (default: the checkout's notebooks/), in order."""
+    folder = repo_root() / "notebooks" if folder is None else Path(folder)
+    return sorted(p for p in folder.glob(LESSON_PATTERN) if _LESSON_STEM.fullmatch(p.stem))
+
+
+def _select_one(name: str, every: list[Path]) -> Path:
+    listing = ", ".join(p.stem for p in every)
+    text = str(name).strip()
+    if text.endswith(".ipynb") or "/" in text or os.sep in text:
+        path = Path(text).expanduser()
+        if path.is_file():
+            return path.resolve()
+        lesson = [p for p in every if p.name == text]
+        if lesson:
+            return lesson[0]
+        raise FileNotFoundError(f"no notebook at '{text}'; the lessons are: {listing}")
+    if re.fullmatch(r"\d\d", text):
+        matches = [p for p in every if p.name.startswith(f"{text}_")]
+    elif len(text) >= MIN_PREFIX:
+        matches = [p for p in every if p.stem.startswith(text)]
+    else:
+        raise ValueError(f"{name!r} names no lesson: give a lesson number such as 01, at least {MIN_PREFIX} "
+                         f"characters of a name such as 01_al, or a notebook path; the lessons are: {listing}")
+    if not matches:
+        raise FileNotFoundError(f"no notebook matches {name!r}; the lessons are: {listing}")
+    if len(matches) > 1:
+        raise ValueError(f"{name!r} matches {len(matches)} lessons ({', '.join(p.stem for p in matches)}): "
+                         "give more of the name")
+    return matches[0]
+
+
+def select_notebooks(names: Sequence[str] = ()) -> list[Path]:
+    """The notebooks `names` select, each once, in the order given; no names: every lesson.
+
+    A name is a lesson number (`01`), a name prefix of at least 3 characters (`01_al`), or a path.
+    """
+    every = lesson_notebooks()
+    if not names:
+        return every
+    chosen: list[Path] = []
+    for name in names:
+        path = _select_one(name, every)
+        if path not in chosen:
+            chosen.append(path)
+    return chosen
+
+
+@dataclass(frozen=True)
+class NotebookResult:
+    """How one notebook ran: ok or not, seconds, and where and why it failed ('Cell 3: ValueError: ...')."""
+
+    path: Path
+    ok: bool
+    seconds: float
+    error: str = ""
+
+    @property
+    def status(self) -> str:
+        return status(self.ok)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived while a notebook ran; its kernel has been stopped."""
+
+    def __init__(self, signum: int, path: Path, results: Sequence[NotebookResult] = ()):
+        self.signum, self.path, self.results = signum, path, list(results)
+        super().__init__(f"interrupted by {signal.Signals(signum).name} while running {display_path(path)}; "
+                         "its kernel was stopped")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _kernel_manager(folder: str):
+    """An asynchronous kernel manager that starts this Python over local sockets in `folder`."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    manager = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(folder, "kernel"))
+    manager.kernel_spec.argv[0] = sys.executable
+    return manager
+
+
+def _code_cell_number(cells, index: int) -> int:
+    """nbval's number for cell `index`: code cells counted from 0 (`pytest notebook.ipynb::Cell 3`)."""
+    return sum(1 for cell in cells[:index] if cell.cell_type == "code")
+
+
+def _describe(error: BaseException, cell: str, timeout: int) -> str:
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    if isinstance(error, CellTimeoutError):
+        return f"{cell}: timed out after {timeout} s (give a larger --timeout if the cell needs longer)"
+    if isinstance(error, DeadKernelError):
+        return f"{cell}: the kernel died (its process exited or was killed, for example when out of memory)"
+    if isinstance(error, CellExecutionError):
+        message = first_line(strip_ansi(error.evalue or ""))
+        return f"{cell}: {error.ename}: {message}" if message else f"{cell}: {error.ename}"
+    return f"{cell}: {type(error).__name__}: {first_line(error)}"
+
+
+async def _shutdown(client) -> None:
+    """Stop the kernel (and its process group) and close the client's channels, whatever state they are in."""
+    try:
+        if client.km.has_kernel:
+            await client.km.shutdown_kernel(now=True)
+    except Exception:  # already gone: nothing left to stop
+        pass
+    finally:
+        if client.kc is not None:
+            client.kc.stop_channels()
+            client.kc = None
+
+
+async def _execute(client, position: list) -> int | None:
+    """Run every cell; return the signal number if SIGINT/SIGTERM arrived, else None. Always shuts down."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if not received:
+            received.append(signum)
+            task.cancel()
+
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+        except (RuntimeError, ValueError, NotImplementedError):  # not the main thread: the caller handles signals
+            pass
+    try:
+        await client.async_start_new_kernel(env=dict(os.environ))  # ORT_DISABLE_TELEMETRY=1 comes from here
+        await client.async_start_new_kernel_client()
+        info = await client.async_wait_for_reply(client.kc.kernel_info())
+        if info and "language_info" in info["content"]:
+            client.nb.metadata["language_info"] = info["content"]["language_info"]
+        for index, cell in enumerate(client.nb.cells):
+            position[0] = index
+            await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+        client.set_widgets_metadata()
+    except BaseException:
+        if received:
+            return received[0]
+        raise
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        await _shutdown(client)
+    return received[0] if received else None
+
+
+def run_notebook(path: str | Path, *, inplace: bool = False, timeout: int = 600) -> NotebookResult:
+    """Execute one notebook in its own folder; with `inplace`, save the fresh outputs when every cell passed.
+
+    Raises `Interrupted` on SIGINT/SIGTERM (after stopping the kernel); every other failure is a FAILED result.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+        raise ValueError(f"timeout must be a whole number of seconds >= 1, got {timeout!r}")
+    path = Path(path)
+    start = time.perf_counter()
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except Exception as error:
+        return NotebookResult(path, False, 0.0, f"not a readable notebook: {first_line(error)}")
+    position = [0]
+    with tempfile.TemporaryDirectory(prefix="labkit-kernel-") as sockets:
+        client = NotebookClient(notebook, km=_kernel_manager(sockets), timeout=timeout, record_timing=False,
+                                store_widget_state=False, resources={"metadata": {"path": str(path.parent)}})
+        try:
+            signum = asyncio.run(_execute(client, position))
+        except Exception as error:
+            cell = f"Cell {_code_cell_number(notebook.cells, position[0])}"
+            return NotebookResult(path, False, time.perf_counter() - start, _describe(error, cell, timeout))
+    if signum is not None:
+        raise Interrupted(signum, path)
+    if inplace:
+        notebook.metadata.pop("widgets", None)  # live widget state is meaningless once the kernel is gone
+        nbformat.write(notebook, path)
+    return NotebookResult(path, True, time.perf_counter() - start)
+
+
+def run_notebooks(paths: Sequence[Path], *, inplace: bool = False, timeout: int = 600,
+                  on_start: Callable[[Path, int, int], object] | None = None) -> list[NotebookResult]:
+    """Run notebooks one after another; `on_start(path, n, total)` is called before each. One result per notebook."""
+    results: list[NotebookResult] = []
+    for number, path in enumerate(paths, start=1):
+        if on_start is not None:
+            on_start(path, number, len(paths))
+        try:
+            results.append(run_notebook(path, inplace=inplace, timeout=timeout))
+        except Interrupted as stop:
+            stop.results = results
+            raise
+    return results
+
+
+def format_results(results: Sequence[NotebookResult]) -> str:
+    """`PASSED | notebook | seconds` rows (the error after the seconds) and one summary line naming the failures."""
+    rows = verdict_rows((r.ok, display_path(r.path), f"{r.seconds:.1f} s" + (f"; {r.error}" if r.error else ""))
+                        for r in results)
+    failed = [r.path.stem for r in results if not r.ok]
+    return f"{rows}\n" + summary_line(len(results) - len(failed), len(results), "notebooks ran without errors",
+                                      failed=failed)

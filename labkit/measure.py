@@ -1,0 +1,340 @@
+"""Measuring inference honestly: timings, this machine's fp32 ceiling, FLOPs and memory from shape inference.
+
+The helpers Lesson 06 uses and explains (and `labkit bench` builds on):
+- `time_it`: warm-up calls (discarded), then timed repeats; reports the median and the 90th percentile.
+- `sgemm_peak`: this machine's practical fp32 ceiling, the GFLOP/s of a large single-precision matmul.
+- `count_flops`: the multiply-adds of a model's Conv / Gemm / MatMul nodes, read from ONNX shape inference.
+- `estimate_memory`: the bytes of a model's inputs, intermediate tensors and weights for given input shapes.
+- `cpu_name`, `cpu_facts`, `available_memory`: what the numbers were measured on.
+
+Figures are machine- and moment-dependent: print them, never compare them in a checked cell.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from .onnxfile import ModelLike, input_specs, load_model
+
+__all__ = ["Timing", "time_it", "sgemm_peak", "FlopCount", "count_flops", "MemoryEstimate", "estimate_memory",
+           "cpu_name", "cpu_facts", "available_memory"]
+
+
+# --------------------------------------------------------------------------- timing
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds of each timed call (warm-up excluded) and how many items (images) one call processed."""
+
+    seconds: tuple
+    items: int = 1
+
+    @property
+    def median_ms(self) -> float:
+        return 1e3 * float(np.median(self.seconds))
+
+    @property
+    def p90_ms(self) -> float:
+        """90th percentile: the slow end of the spread a user will also see."""
+        return 1e3 * float(np.percentile(self.seconds, 90))
+
+    @property
+    def throughput(self) -> float:
+        """Items per second at the median latency."""
+        return self.items / (self.median_ms / 1e3)
+
+    def percent_of_peak(self, gflop_per_item: float, peak_gflops: float) -> float:
+        """Achieved GFLOP/s (at the median) as a percentage of `peak_gflops`."""
+        return 100.0 * self.throughput * gflop_per_item / peak_gflops
+
+    def __repr__(self) -> str:
+        return (f"Timing(median {self.median_ms:.2f} ms, p90 {self.p90_ms:.2f} ms, "
+                f"{self.throughput:.1f} items/s, {len(self.seconds)} repeats)")
+
+
+def time_it(fn: Callable[[], object], *, warmup: int = 2, repeat: int = 10, items: int = 1,
+            progress: Callable[[], object] | None = None) -> Timing:
+    """Call `fn` `warmup` times untimed, then `repeat` times timed one by one with `time.perf_counter`.
+
+    `progress`, if given, is called after every call (e.g. a tqdm bar's `update`).
+    """
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    if items < 1:
+        raise ValueError(f"items must be >= 1, got {items}")
+    for _ in range(warmup):
+        fn()
+        if progress:
+            progress()
+    seconds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+        if progress:
+            progress()
+    return Timing(tuple(seconds), items)
+
+
+def sgemm_peak(n: int = 2048, *, threads: int | None = None, repeat: int = 5) -> float:
+    """GFLOP/s of the fastest of `repeat` n x n float32 matmuls in torch (2 n^3 FLOPs each).
+
+    The best run, not the median: noise only ever adds time, so the fastest run is the closest
+    to what the hardware can do. `threads` pins torch's intra-op threads for the measurement.
+    """
+    import torch
+
+    if n < 1 or repeat < 1:
+        raise ValueError(f"n and repeat must be >= 1, got n={n}, repeat={repeat}")
+    before = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    try:
+        generator = torch.Generator().manual_seed(0)
+        a = torch.randn(n, n, generator=generator)
+        b = torch.randn(n, n, generator=generator)
+        torch.mm(a, b)  # warm-up: thread pool start, first-touch of the output
+        timing = time_it(lambda: torch.mm(a, b), warmup=0, repeat=repeat)
+    finally:
+        torch.set_num_threads(before)
+    return 2.0 * n**3 / min(timing.seconds) / 1e9
+
+
+# --------------------------------------------------------------------------- FLOPs
+
+# op type -> (index of the input that carries the activation, index of the weight/B input)
+_CONV_OPS = {"Conv": (0, 1), "FusedConv": (0, 1), "ConvInteger": (0, 1), "QLinearConv": (0, 3),
+             "NhwcFusedConv": (0, 1)}
+_GEMM_OPS = {"Gemm": (0, 1), "FusedGemm": (0, 1)}
+_MATMUL_OPS = {"MatMul": (0, 1), "MatMulInteger": (0, 1), "QLinearMatMul": (0, 3), "FusedMatMul": (0, 1),
+               "DynamicQuantizeMatMul": (0, 1), "MatMulIntegerToFloat": (0, 1)}
+_SMALL_INITIALIZER = 1024  # bytes: shape constants stay so shape inference can read them
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """FLOPs (2 per multiply-add) of the counted nodes, per op type; `skipped` names nodes whose shapes were unknown."""
+
+    total: int
+    by_op: dict
+    nodes: int
+    skipped: tuple = ()
+
+    @property
+    def gflop(self) -> float:
+        return self.total / 1e9
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{op} {flops / 1e9:.3f}" for op, flops in sorted(self.by_op.items(), key=lambda kv: -kv[1]))
+        text = f"{self.gflop:.3f} GFLOP in {self.nodes} nodes ({parts or 'no Conv/Gemm/MatMul'})"
+        if self.skipped:
+            text += f"; {len(self.skipped)} node(s) skipped, shapes unknown: {', '.join(self.skipped[:5])}"
+        return text
+
+
+def _shape_only_copy(proto: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) -> onnx.ModelProto:
+    """A light copy for shape inference: big initializers become typed graph inputs, inputs get concrete dims."""
+    graph = onnx.GraphProto()
+    graph.name = proto.graph.name
+    graph.node.extend(proto.graph.node)
+    graph.output.extend(proto.graph.output)
+    initializer_names = set()
+    for init in proto.graph.initializer:
+        initializer_names.add(init.name)
+        nbytes = len(init.raw_data) or 8 * max(len(init.float_data), len(init.int64_data), len(init.int32_data))
+        if init.data_location == onnx.TensorProto.EXTERNAL or nbytes > _SMALL_INITIALIZER:
+            graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+        else:
+            graph.initializer.append(init)
+    for value in proto.graph.input:
+        if value.name in initializer_names:
+            continue
+        if value.name in shapes:
+            elem = value.type.tensor_type.elem_type
+            graph.input.append(onnx.helper.make_tensor_value_info(value.name, elem, list(shapes[value.name])))
+        else:
+            graph.input.append(value)
+    light = onnx.helper.make_model(graph, opset_imports=list(proto.opset_import))
+    light.ir_version = proto.ir_version
+    return light
+
+
+def _known_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
+    known = {}
+    for value in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
+        tensor_type = value.type.tensor_type
+        if not tensor_type.HasField("shape"):
+            continue
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
+        known[value.name] = dims
+    for init in model.graph.initializer:
+        known[init.name] = tuple(init.dims)
+    return known
+
+
+def _node_flops(node: onnx.NodeProto, shapes: Mapping[str, tuple]) -> int | None:
+    """2 x multiply-adds of one Conv/Gemm/MatMul-like node, or None when a needed shape is unknown."""
+    def shape(name):
+        dims = shapes.get(name)
+        return None if dims is None or any(d is None or d <= 0 for d in dims) else dims
+
+    out = shape(node.output[0]) if node.output else None
+    if node.op_type in _CONV_OPS:
+        weight = shape(node.input[_CONV_OPS[node.op_type][1]])
+        if out is None or weight is None:
+            return None
+        # every output value is a dot product over (C_in / group) x kernel window = weight.shape[1:]
+        return 2 * math.prod(out) * math.prod(weight[1:])
+    if node.op_type in _GEMM_OPS:
+        a = shape(node.input[0])
+        if out is None or a is None or len(a) != 2:
+            return None
+        trans_a = next((attr.i for attr in node.attribute if attr.name == "transA"), 0)
+        k = a[0] if trans_a else a[1]
+        return 2 * math.prod(out) * k
+    if node.op_type in _MATMUL_OPS:
+        a = shape(node.input[0])
+        if out is None or a is None:
+            return None
+        return 2 * math.prod(out) * a[-1]
+    return 0
+
+
+def _inferred(model: ModelLike, shapes: Mapping[str, Sequence[int]] | None
+              ) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """(the model without external weights, its light copy after shape inference with `shapes` as input shapes)."""
+    proto = load_model(model, load_external_data=False)
+    shapes = dict(shapes or {})
+    names = {spec.name for spec in input_specs(proto)}
+    unknown = [name for name in shapes if name not in names]
+    if unknown:
+        raise ValueError(f"model has no input {unknown[0]!r}; its inputs are: {', '.join(map(repr, sorted(names)))}")
+    return proto, onnx.shape_inference.infer_shapes(_shape_only_copy(proto, shapes), data_prop=True)
+
+
+def count_flops(model: ModelLike, shapes: Mapping[str, Sequence[int]] | None = None) -> FlopCount:
+    """FLOPs of one run of `model` with inputs of `shapes` (name -> concrete shape; default: the model's own).
+
+    Counts Conv, Gemm and MatMul (and their quantized/fused forms), 2 FLOPs per multiply-add, from
+    shapes given by `onnx.shape_inference`. Element-wise ops, pooling and softmax are left out:
+    they are a rounding error next to the matmuls in CNNs and transformers alike.
+    """
+    _, inferred = _inferred(model, shapes)
+    known = _known_shapes(inferred)
+    by_op: Counter = Counter()
+    counted, skipped = 0, []
+    for node in inferred.graph.node:
+        flops = _node_flops(node, known)
+        if flops is None:
+            skipped.append(node.name or node.op_type)
+        elif flops:
+            by_op[node.op_type] += flops
+            counted += 1
+    return FlopCount(sum(by_op.values()), dict(by_op), counted, tuple(skipped))
+
+
+# --------------------------------------------------------------------------- memory
+
+def _itemsize(elem_type: int) -> int | None:
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).itemsize if elem_type else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes of one run's inputs, of every intermediate and output tensor, and of the weights.
+
+    An upper bound for the tensors: ONNX Runtime reuses buffers, so its peak is usually lower.
+    `unsized` names tensors whose shape inference could not size (not counted).
+    """
+
+    inputs: int
+    activations: int
+    weights: int
+    unsized: tuple = ()
+
+    @property
+    def total(self) -> int:
+        return self.inputs + self.activations + self.weights
+
+    def __repr__(self) -> str:
+        gib = 1024**3
+        text = (f"{self.total / gib:.2f} GiB (inputs {self.inputs / gib:.2f}, intermediate and output tensors "
+                f"{self.activations / gib:.2f}, weights {self.weights / gib:.2f})")
+        return text + (f"; {len(self.unsized)} tensor(s) of unknown size not counted" if self.unsized else "")
+
+
+def estimate_memory(model: ModelLike, shapes: Mapping[str, Sequence[int]]) -> MemoryEstimate:
+    """The memory one run of `model` needs with inputs of `shapes`, from shape inference (nothing is allocated)."""
+    proto, inferred = _inferred(model, shapes)
+    weights = 0
+    initializer_names = set()
+    for init in proto.graph.initializer:
+        initializer_names.add(init.name)
+        weights += math.prod(init.dims) * (_itemsize(init.data_type) or 0)
+    inputs = 0
+    for spec in input_specs(proto):
+        dims = shapes.get(spec.name, spec.shape)
+        if all(isinstance(d, int) for d in dims):
+            inputs += math.prod(dims) * (spec.dtype.itemsize if spec.dtype is not None else 4)
+    activations, unsized = 0, []
+    fed = {spec.name for spec in input_specs(proto)} | initializer_names
+    for value in [*inferred.graph.value_info, *inferred.graph.output]:
+        if value.name in fed:
+            continue
+        tensor_type = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
+        size = _itemsize(tensor_type.elem_type)
+        if not tensor_type.HasField("shape") or size is None or any(d is None for d in dims):
+            unsized.append(value.name)
+        else:
+            activations += math.prod(dims) * size
+    return MemoryEstimate(inputs, activations, weights, tuple(unsized))
+
+
+# --------------------------------------------------------------------------- the machine
+
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_facts() -> dict:
+    """The processor, its logical cores and the Python version: the context every timing needs."""
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation now (Linux MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

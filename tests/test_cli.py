@@ -1,0 +1,88 @@
+"""The `labkit` command line: every command listed, one-line errors instead of tracebacks, a doctor on a broken stack."""
+import os
+import subprocess
+import sys
+
+
+from labkit import cli
+from labkit.cli import main as cli_main
+
+
+def test_without_a_command_it_prints_help_naming_every_command(capsys):
+    assert cli_main([]) == 2
+    out = capsys.readouterr().out
+    assert all(name in out for name in cli.COMMANDS)
+
+
+def test_a_percent_sign_in_a_commands_help_is_shown_as_written(monkeypatch, capsys):
+    monkeypatch.setitem(cli.COMMANDS, "doctor", "checks 100% of the stack")
+    assert cli_main([]) == 2
+    assert "checks 100% of the stack" in capsys.readouterr().out
+
+
+def test_every_command_module_imports_only_the_standard_library_at_top():
+    script = ("import sys; import labkit.cli as c; c.build_parser(); "
+              "print(sorted(m for m in ('numpy', 'onnx', 'onnxruntime', 'torch', 'nbformat', 'nbclient') "
+              "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_a_usage_error_is_one_line_naming_the_fix_and_how_to_see_the_traceback(capsys):
+    assert cli_main(["run", "99"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("labkit run: error: no notebook matches '99'; the lessons are: 00_")
+    assert err[1] == "labkit run: run again with LABKIT_DEBUG=1 to see the traceback"
+
+
+def test_an_unexpected_error_shows_its_type_and_no_traceback(monkeypatch, capsys):
+    def broken(args):
+        raise RuntimeError("deep inside a library\nsecond line")
+
+    monkeypatch.setattr("labkit.commands.doctor.main", broken)
+    assert cli_main(["doctor"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("labkit doctor: error: RuntimeError: deep inside a library\n")
+    assert "Traceback" not in err and "second line" not in err
+
+
+def test_labkit_debug_prints_the_traceback(monkeypatch, capsys):
+    def broken(args):
+        raise RuntimeError("deep inside a library")
+
+    monkeypatch.setattr("labkit.commands.doctor.main", broken)
+    monkeypatch.setenv("LABKIT_DEBUG", "1")
+    assert cli_main(["doctor"]) == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_ctrl_c_exits_130_without_a_traceback(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("labkit.commands.doctor.main", interrupted)
+    assert cli_main(["doctor"]) == 130
+    assert capsys.readouterr().err == "labkit doctor: interrupted\n"
+
+
+def test_the_cli_turns_onnxruntime_telemetry_off(monkeypatch):
+    monkeypatch.delenv("ORT_DISABLE_TELEMETRY", raising=False)
+    monkeypatch.setattr("labkit.commands.doctor.main", lambda args: 0)
+    assert cli_main(["doctor"]) == 0
+    assert os.environ["ORT_DISABLE_TELEMETRY"] == "1"
+
+
+def test_doctor_starts_and_names_the_fix_when_onnx_numpy_and_torch_do_not_import():
+    broken = ("onnx", "numpy", "torch")
+    script = (f"import sys; sys.modules.update(dict.fromkeys({broken!r}))\n"  # `import onnx` now raises ImportError
+              "from labkit.cli import main\nsys.exit(main(['doctor', '--quick']))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    rows = result.stdout.splitlines()
+    for name in broken:
+        row = next(i for i, line in enumerate(rows) if line.startswith(f"FAILED | {name} "))
+        assert f"import of {name} halted" in rows[row]
+        assert rows[row + 1].split(" | ")[-1] == f"fix: pip install -c constraints.txt {name}"
+    failed = rows[-1].split("; failed: ")[1].split(", ")
+    assert rows[-1].startswith("FAILED: ") and set(broken) <= set(failed)
