@@ -12,10 +12,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit.exercises.solutions import exercise_solutions, strip_solutions
+from labkit.exercises.solutions import exercise_solutions
+from labkit.lessons import lesson_notebooks
+from labkit.paths import repo_root
 from labkit.syllabus import read_syllabus
+from labkit.workspace import learner_copy
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = lesson_notebooks()
 ABSOLUTE_PATH = re.compile(r"(/(home|root|tmp|work|Users|usr|opt|var)/[\w.-]+|[A-Z]:\\\\)")
 INTERNAL_WORDS = re.compile(r"seed (tutorial|document|material|example|lesson|notes?)|\bthe seeds?\b(?!\s*=)|seed's|"
                             r"seed 00\d|the issue\b|acceptance target|reference machine", re.I)
@@ -52,8 +55,8 @@ def _rounded(minutes: float) -> int:
 
 def test_every_notebook_is_a_numbered_lesson():
     assert NOTEBOOKS, "no notebooks found"
-    for path in NOTEBOOKS:
-        assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name), f"{path.name}: name it NN_lower_snake.ipynb"
+    strays = sorted(set((repo_root() / "notebooks").glob("*.ipynb")) - set(NOTEBOOKS))
+    assert not strays, f"{[p.name for p in strays]}: name a lesson NN_lower_snake.ipynb, or move it out of notebooks/"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
@@ -199,18 +202,18 @@ def test_every_exercise_has_a_prompt_a_solution_and_a_check_saved_correct(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
-def test_exercise_answers_live_only_inside_solution_regions(path):
-    """The learner copy removes solution regions, so an answer assigned elsewhere would leak into it."""
+def test_the_learner_copy_holds_no_answer(path):
+    """The learner copy stubs the solution regions; an answer assigned (or shown) anywhere else would leak into it."""
     answers = {name for exercise in _exercises(path) for name in exercise.answers}
-    for index, cell in enumerate(_cells(path)):
-        stripped = strip_solutions(cell.source, f"{path.name}, cell {index}")[0] if cell.cell_type == "code" else \
-            cell.source
+    copy = learner_copy(path)
+    assert not any(cell.get("outputs") for cell in copy.cells if cell.cell_type == "code"), f"{path.name}: outputs kept"
+    for index, cell in enumerate(copy.cells):
         for name in answers:
             if cell.cell_type == "markdown":
-                leaked = re.search(rf"^\s*{name}\s*=", re.sub(r"```.*?```", "", stripped, flags=re.S), re.M)
-                fenced = re.search(rf"```[^`]*^\s*{name}\s*=", stripped, re.M | re.S)
-                assert not fenced, f"{path.name}, cell {index}: markdown shows an answer `{name} = ...`"
+                code = "\n".join(re.findall(r"```[a-z]*\n(.*?)```", cell.source, re.S) +
+                                 re.findall(r"`([^`]+)`", cell.source))
+                leaked = re.search(rf"(^|;)\s*{name}\s*=(?!=)", code, re.M)
             else:
-                leaked = re.search(rf"^\s*{name}\s*(=|\+=)", stripped, re.M) or re.search(
-                    rf"\bfor\s+{name}\b|\bas\s+{name}\b", stripped)
-            assert not leaked, f"{path.name}, cell {index}: `{name}` is assigned outside a solution region"
+                leaked = re.search(rf"^\s*{name}\s*(=|\+=)(?!=)", cell.source, re.M) or re.search(
+                    rf"\bfor\s+{name}\b|\bas\s+{name}\b", cell.source)
+            assert not leaked, f"{path.name}, cell {index}: the learner copy shows `{name} = ...` outside a stub"
