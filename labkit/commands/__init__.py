@@ -17,16 +17,17 @@ _WORDED = (ValueError, LookupError, FileNotFoundError, FileExistsError, NotADire
 
 
 def print_error(command: str, error: BaseException) -> None:
-    """`labkit CMD: error: <first line>` on stderr, then the traceback (LABKIT_DEBUG=1) or how to get it."""
+    """`labkit CMD: error: <first line>` on stderr; for an unexpected error type, how to see the traceback."""
     import traceback
 
     from ..report import first_line
 
     text = first_line(error)
-    if not isinstance(error, _WORDED) or text == type(error).__name__:
+    worded = isinstance(error, _WORDED) and text != type(error).__name__
+    if not worded:
         text = f"{type(error).__name__}: {text}" if text != type(error).__name__ else text
     print(f"labkit {command}: error: {text}", file=sys.stderr)
     if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
         traceback.print_exception(error)
-    else:
+    elif not worded:  # a message written for the user needs no traceback; anything else may be a labkit bug
         print(f"labkit {command}: run again with {DEBUG_ENV}=1 to see the traceback", file=sys.stderr)
