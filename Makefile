@@ -1,35 +1,76 @@
 # Two commands for a newcomer (see README.md):
-#   make lab    set up (first time only) and open JupyterLab on the lessons
+#   make lab    set up (first time only), make your copies of the lessons in workspace/ and open JupyterLab there
 #   make test   set up (first time only) and run the whole suite: unit tests + every notebook under nbval
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.labkit-installed
 PORT   ?= 8888
+WORKERS ?= 2
 # Jupyter refuses to run as root (containers, cloud VMs) unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # Tools installed in the venv (ninja for C++ extensions, jupyter) must be found by the kernels too.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup lab test doctor refresh student clean
+.PHONY: setup lab lab-instructor test unit test-lab doctor refresh student clean
 
 setup: $(STAMP)
 
+PIP  := $(BIN)/python -m pip --disable-pip-version-check
+# constraints.txt up to its browser-test section (which `make test-lab` installs): the exact set make setup installs.
+LOCK := $(VENV)/labkit-requirements.txt
+SITE_PACKAGES = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+# uv (from PyPI, pinned in constraints.txt) installs the same wheels as pip, about 2-3x faster here: it downloads in
+# parallel and unpacks while it downloads. `make setup INSTALLER=pip` uses pip alone (it reads pip.conf; uv does not).
+INSTALLER ?= uv
+ifeq ($(INSTALLER),pip)
+INSTALL = $(PIP) install
+else
+INSTALL = $(BIN)/uv pip install --python $(BIN)/python --compile-bytecode
+endif
+
 # Re-installs only when the pins or the package metadata change, so a second run is instant.
+# Every pin is installed as it is (--no-deps): no resolver run, and none of the CUDA-only packages that torch's
+# wheel declares but a CPU-only kit never loads (constraints.txt says which, and why the other nvidia-* stay).
+# The .pth file turns ONNX Runtime's telemetry off in every Python of the venv (kernels, CLI, tests); ORT reads
+# ORT_DISABLE_TELEMETRY at import, and without it looks up a Microsoft host and writes under ~/.cache/Microsoft.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e .
+	sed '/^# browser tests/,$$d' constraints.txt > $(LOCK)
+	$(if $(filter pip,$(INSTALLER)),,$(PIP) install -q -c constraints.txt uv)
+	$(INSTALL) --no-deps -r $(LOCK)
+	$(INSTALL) --no-deps --no-build-isolation -e .
+	echo 'import os; os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")' > "$(SITE_PACKAGES)/labkit-offline.pth"
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
 	@echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
 		> $(VENV)/share/jupyter/lab/settings/overrides.json  # offline kit: no news or update pings
 	$(BIN)/labkit doctor --quick
 	@touch $(STAMP)
 
+# The learner's copies (solutions stubbed, outputs cleared); an edited copy is never overwritten.
 lab: setup
+	$(BIN)/labkit student-copy
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) --ServerApp.root_dir=workspace $(ROOT_FLAG)
+
+# The tested lessons, solved and with their outputs: for instructors (edits here change the lessons).
+lab-instructor: setup
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) --ServerApp.root_dir=notebooks $(ROOT_FLAG)
 
+# Two workers, one notebook per worker (nbval's cells must stay in one kernel: --dist loadfile); each worker and its
+# kernels get one thread per core share (tests/conftest.py), so two kernels on two cores do not fight.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
+
+# The unit tests only: no notebook, nothing marked slow (whole-lesson runs). Under a minute.
+unit: setup
+	$(BIN)/python -m pytest tests -m "not slow"
+
+# JupyterLab in Debian's Chromium (apt-get install -y chromium; never `playwright install`): Run All on every
+# lesson and learner copy, and Lesson 03's slider. Installs the `browser` extra as pinned in the browser-test
+# section of constraints.txt (--no-deps, like setup). Failures: screenshots and the server log in artifacts/browser/.
+test-lab: setup
+	$(INSTALL) --no-deps $$(sed -n '/^# browser tests/,$$p' constraints.txt | grep -v '^#')
+	LABKIT_BROWSER_TESTS=1 $(BIN)/python -m pytest tests/browser
 
 doctor: setup
 	$(BIN)/labkit doctor
@@ -41,5 +82,7 @@ refresh: setup
 student: setup
 	$(BIN)/labkit student-copy
 
+# Only what the kit generates and can make again; never workspace/ (the learner's work).
 clean:
-	rm -rf artifacts student .pytest_cache
+	rm -rf artifacts .pytest_cache
+	find labkit tests -name __pycache__ -type d -prune -exec rm -rf {} +

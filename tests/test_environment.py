@@ -1,0 +1,287 @@
+"""The environment the kit runs in: offline ONNX Runtime, and children that do not inherit the caller's settings.
+
+- ONNX Runtime's telemetry is off in every process of the kit's venv (`make setup` writes a `.pth` file that sets
+  ORT_DISABLE_TELEMETRY=1 before anything can import onnxruntime): no DNS look-up, nothing written under
+  ~/.cache/Microsoft. Each probe runs with HOME in a temporary folder, so the user's own cache is never touched,
+  and each has a control run with telemetry on that shows the probe does see telemetry.
+- `labkit.notebook.clean_env()` gives a child pytest (Lesson 00's inner nbval run) the same output whatever the
+  outer run was started with (a CI's PYTEST_ADDOPTS=--junitxml=..., CI=true, COLUMNS).
+- tests/conftest.py neutralises, for the kernels nbval starts, the variables that change a checked output.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labkit.notebook import clean_env
+from labkit.report import strip_ansi
+
+PTH_NAME = "labkit-offline.pth"
+STRACE = shutil.which("strace")
+
+# One ONNX Runtime session, as a lesson makes one; the model is built in memory (no file, no exporter).
+SESSION_SCRIPT = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    print(session.run(None, {"x": np.array([-1.0], dtype=np.float32)})[0].tolist())
+    time.sleep(float(sys.argv[1]))  # ONNX Runtime's uploader looks its host up a few seconds after the session
+""")
+# What a telemetry upload attempt and the telemetry database look like in `strace -f` output.
+DNS_CALL = re.compile(r"\b(connect|sendto|sendmsg|sendmmsg)\(\d+, .*htons\(53\)")
+TELEMETRY_DIR = ".cache/Microsoft"
+
+
+def _session_env(home: Path, telemetry: str | None) -> dict[str, str]:
+    """The environment of the probed process: HOME is a temporary folder; ORT_DISABLE_TELEMETRY as given."""
+    env = {name: value for name, value in os.environ.items() if name != "ORT_DISABLE_TELEMETRY"}
+    env["HOME"] = str(home)
+    if telemetry is not None:
+        env["ORT_DISABLE_TELEMETRY"] = telemetry
+    return env
+
+
+def _start_session(home: Path, telemetry: str | None, seconds: float, trace: Path | None = None) -> subprocess.Popen:
+    home.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-c", SESSION_SCRIPT, str(seconds)]
+    if trace is not None:
+        command = [STRACE, "-f", "-qq", "-s", "64", "-e", "trace=%network,openat", "-o", str(trace), *command]
+    return subprocess.Popen(command, env=_session_env(home, telemetry), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> str:
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, f"the probe failed:\n{err[-3000:]}"
+    assert out.strip() == "[0.0]", out
+    return out
+
+
+# --- the installed set is the lock -------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+# The CUDA-only packages torch's wheel declares that the lock leaves out (see the header of constraints.txt).
+LEFT_OUT = {"nvidia-cusolver", "nvidia-nvjitlink", "cuda-bindings", "cuda-pathfinder", "nvidia-cuda-cccl",
+            "nvidia-nvtx", "cuda-toolkit"}
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _lock() -> dict[str, str]:
+    """constraints.txt up to its browser-test section, as {canonical name: version}: what `make setup` installs."""
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.startswith("# browser tests"):
+            break
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[_canonical(name)] = version.strip()
+    return pins
+
+
+def test_every_pin_of_the_lock_is_installed_at_its_version():
+    from importlib.metadata import PackageNotFoundError, version
+
+    wrong = {}
+    for name, pinned in _lock().items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            installed = None
+        if installed != pinned:
+            wrong[name] = f"{installed or 'not installed'} (pinned {pinned})"
+    assert not wrong, f"the venv is not the lock: {wrong}; run `make setup`"
+
+
+def test_the_lock_is_complete():
+    """`pip install --no-deps` installs only what is listed: nothing installed may need a package that is missing,
+    except the CUDA-only ones left out on purpose (torch, and the nvidia-* libraries, declare them)."""
+    assert not LEFT_OUT & set(_lock()), "a left-out package is pinned"
+    check = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
+    problems = []
+    for line in check.stdout.splitlines():
+        found = re.match(r"(\S+) \S+ requires ([A-Za-z0-9_.\-]+)", line)
+        if line.startswith("No broken requirements"):
+            continue
+        if found and _canonical(found[2]) in LEFT_OUT:
+            continue
+        problems.append(line)
+    assert not problems, "\n".join(problems)
+
+
+# --- ONNX Runtime telemetry --------------------------------------------------------------------------------------
+
+
+def test_every_python_of_the_venv_turns_ort_telemetry_off():
+    """`make setup` wrote the .pth file, so kernels (nbval's, `labkit run`'s, JupyterLab's) and the CLI get the flag."""
+    pth = Path(sysconfig.get_path("purelib")) / PTH_NAME
+    assert pth.is_file(), f"{pth} is missing: run `make setup` (it writes it), or set ORT_DISABLE_TELEMETRY=1 yourself"
+    env = {name: value for name, value in os.environ.items() if name != "ORT_DISABLE_TELEMETRY"}
+    probe = "import os; print(os.environ.get('ORT_DISABLE_TELEMETRY'))"
+    fresh = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert fresh.stdout.strip() == "1", fresh.stdout + fresh.stderr
+    # A person who wants telemetry on can still say so: the .pth only sets a default.
+    chosen = subprocess.run([sys.executable, "-c", probe], env={**env, "ORT_DISABLE_TELEMETRY": "0"},
+                            capture_output=True, text=True, timeout=60)
+    assert chosen.stdout.strip() == "0", chosen.stdout + chosen.stderr
+
+
+def test_a_kernel_started_from_the_venvs_kernelspec_has_telemetry_off(monkeypatch):
+    """The kernel JupyterLab (`make lab`) and `labkit run` start: the venv's `python3` kernelspec, not this process."""
+    import nbclient
+
+    monkeypatch.delenv("ORT_DISABLE_TELEMETRY", raising=False)  # the kernel must get it from the venv, not from us
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import os\nprint(os.environ.get('ORT_DISABLE_TELEMETRY'))")])
+    nbclient.NotebookClient(notebook, kernel_name="python3", timeout=120).execute()
+    assert notebook.cells[0].outputs[0]["text"] == "1\n"
+
+
+def test_this_test_process_has_telemetry_off_before_onnxruntime_is_imported():
+    """tests/conftest.py sets it too, for a venv made without `make setup`; ORT reads it once, at import."""
+    assert os.environ.get("ORT_DISABLE_TELEMETRY") == "1"
+
+
+def test_an_ort_session_writes_nothing_under_the_users_cache(tmp_path):
+    """With the kit's environment, no telemetry database; the control (telemetry on) writes one at once."""
+    kit = _start_session(tmp_path / "kit-home", telemetry=None, seconds=0)
+    control = _start_session(tmp_path / "control-home", telemetry="0", seconds=0)
+    _finish(kit)
+    _finish(control)
+    written = sorted(p.relative_to(tmp_path / "control-home").as_posix()
+                     for p in (tmp_path / "control-home").rglob("*") if p.is_file())
+    assert any(name.startswith(TELEMETRY_DIR) and name.endswith(".db") for name in written), (
+        f"the control run (telemetry on) wrote no telemetry database, so this probe proves nothing: {written}")
+    assert not (tmp_path / "kit-home" / TELEMETRY_DIR).exists(), sorted(
+        p.as_posix() for p in (tmp_path / "kit-home").rglob("*"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(STRACE is None, reason="strace not installed (Debian: apt-get install -y strace); "
+                                           "this test traces the session's system calls to see DNS look-ups")
+def test_an_ort_session_makes_no_dns_look_up(tmp_path):
+    """strace both runs for 12 s: the control (telemetry on) looks a host up within about 9 s; the kit's never."""
+    kit_trace, control_trace = tmp_path / "kit.strace", tmp_path / "control.strace"
+    kit = _start_session(tmp_path / "kit-home", telemetry=None, seconds=12, trace=kit_trace)
+    control = _start_session(tmp_path / "control-home", telemetry="0", seconds=12, trace=control_trace)
+    _finish(kit)
+    _finish(control)
+    control_calls = [line for line in control_trace.read_text().splitlines() if DNS_CALL.search(line)]
+    if not control_calls:
+        pytest.fail("the control run (telemetry on) made no DNS look-up within 12 s, so this probe proves nothing; "
+                    "has ONNX Runtime changed how it uploads telemetry?")
+    kit_lines = kit_trace.read_text().splitlines()
+    assert not [line for line in kit_lines if DNS_CALL.search(line)], "a DNS look-up with telemetry off"
+    assert not [line for line in kit_lines if TELEMETRY_DIR in line], "a file under ~/.cache/Microsoft was opened"
+
+
+# --- children that must not inherit the caller's run ------------------------------------------------------------
+
+DRIFT_SAVED = "5\n"
+LESSON_00_SECTION = """\
+Cell 0: Cell outputs differ
+
+Input:
+print(2 + 2)
+
+Traceback:
+ mismatch 'stdout'
+
+ assert reference_output == test_output failed:
+
+  '5\\n' == '4\\n'
+  
+  - 4
+  + 5"""
+HOSTILE = {"CI": "true", "COLUMNS": "40", "NO_COLOR": "1", "PYTHONWARNINGS": "error"}
+
+
+def _write_drift_notebooks(folder: Path) -> None:
+    """Lesson 00's demo (`print(2 + 2)` saved as 5) and one with a long diff (pytest shortens it, except on CI)."""
+    short = nbformat.v4.new_code_cell("print(2 + 2)", execution_count=1,
+                                      outputs=[nbformat.v4.new_output("stream", name="stdout", text=DRIFT_SAVED)])
+    long = nbformat.v4.new_code_cell("for i in range(40):\n    print(i)", execution_count=1, outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="".join(f"{i + 1}\n" for i in range(40)))])
+    for name, cell in [("drift.ipynb", short), ("drift_long.ipynb", long)]:
+        notebook = nbformat.v4.new_notebook(cells=[cell])
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(notebook, folder / name)
+    (folder / "pytest.ini").write_text("[pytest]\n")  # as Lesson 00: the kit's own settings stay out
+
+
+def _inner_nbval(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "no:cacheprovider",
+                           "drift_long.ipynb", "drift.ipynb"], cwd=folder, capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def _lesson_00_section(report: str) -> str:
+    """The part of the report Lesson 00 prints: from its cell's heading to the next ===== (or the next notebook's ____)."""
+    report = strip_ansi(report)
+    start = report.index("Cell 0: Cell outputs differ", report.index(" drift.ipynb::Cell 0 "))
+    end = min(i for i in (report.find("=====", start), report.find("_____", start)) if i > 0)
+    return report[start:end].rstrip()
+
+
+def test_clean_env_leaves_out_what_changes_a_childs_output(monkeypatch):
+    for name, value in {**HOSTILE, "PYTEST_ADDOPTS": "-x", "PYTEST_PLUGINS": "p", "LINES": "5", "FORCE_COLOR": "1",
+                        "PY_COLORS": "1", "CLICOLOR": "1", "CLICOLOR_FORCE": "1", "BUILD_NUMBER": "7",
+                        "LANGUAGE": "de", "LC_MESSAGES": "de_DE.UTF-8", "TERM": "xterm-color",
+                        "KEEP_ME": "yes"}.items():
+        monkeypatch.setenv(name, value)
+    env = clean_env()
+    assert not [name for name in env if name.startswith(("PYTEST_", "CLICOLOR", "LC_MESSAGES"))]
+    for name in [*HOSTILE, "LINES", "FORCE_COLOR", "PY_COLORS", "BUILD_NUMBER", "LANGUAGE"]:
+        assert name not in env, name
+    assert (env["TERM"], env["LC_ALL"], env["LANG"], env["ORT_DISABLE_TELEMETRY"]) == ("dumb", "C.UTF-8", "C.UTF-8", "1")
+    assert env["KEEP_ME"] == "yes" and env["PATH"] == os.environ["PATH"]
+    assert clean_env(KEEP_ME=None, EXTRA="1")["EXTRA"] == "1" and "KEEP_ME" not in clean_env(KEEP_ME=None)
+    assert os.environ["PYTEST_ADDOPTS"] == "-x", "clean_env must not change this process's environment"
+
+
+def test_lesson_00_inner_pytest_ignores_the_callers_pytest_settings(tmp_path, monkeypatch):
+    """A CI's `PYTEST_ADDOPTS=--junitxml=...`, CI=true and a narrow COLUMNS change the inner run; clean_env undoes it.
+
+    The control run (the caller's environment passed on as it is) shows each variable does change the output, so
+    the clean run's equality is not an accident.
+    """
+    _write_drift_notebooks(tmp_path)
+    junit = tmp_path / "inner-junit.xml"
+    hostile = {**os.environ, **HOSTILE, "PYTEST_ADDOPTS": f"--junitxml={junit}"}
+    hostile.pop("PYTHONWARNINGS")  # with it, the control run dies at start-up on a DeprecationWarning
+    control = _inner_nbval(tmp_path, hostile)
+    assert junit.exists() and "generated xml file" in _lesson_00_section(control.stdout)
+    assert "Full output truncated" not in strip_ansi(control.stdout), "CI=true should show the whole long diff"
+    junit.unlink()
+
+    for name, value in {**HOSTILE, "PYTEST_ADDOPTS": f"--junitxml={junit}"}.items():
+        monkeypatch.setenv(name, value)
+    clean = _inner_nbval(tmp_path, clean_env())
+    assert clean.returncode == 1, clean.stdout[-2000:] + clean.stderr[-2000:]
+    assert _lesson_00_section(clean.stdout) == LESSON_00_SECTION
+    assert "Full output truncated" in strip_ansi(clean.stdout), "clean_env should drop CI: the long diff is shortened"
+    assert not junit.exists(), "the inner run wrote the outer run's JUnit file"
+
+
+def test_conftest_neutralised_this_process_for_the_kernels_it_starts():
+    """nbval's kernels inherit this process's environment; tests/conftest.py removed what changes their outputs."""
+    for name in ["PYTEST_ADDOPTS", "PYTEST_PLUGINS", "COLUMNS", "LINES", "PYTHONWARNINGS", "NO_COLOR", "PY_COLORS"]:
+        assert name not in os.environ, name
+    assert os.environ["LC_ALL"] == "C.UTF-8"
