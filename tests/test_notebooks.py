@@ -5,6 +5,7 @@ notebook saved without outputs, outputs that leak the author's machine, internal
 acceptance targets a learner would meet, a broken skeleton, stated times that are not the
 text's, exercises whose solutions, checks and declarations do not line up.
 """
+import ast
 import importlib
 import re
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit.exercises.solutions import exercise_solutions
+from labkit.exercises.solutions import exercise_solutions, solution_regions
 from labkit.lessons import lesson_notebooks
 from labkit.paths import repo_root
 from labkit.syllabus import read_syllabus
@@ -217,3 +218,27 @@ def test_the_learner_copy_holds_no_answer(path):
                 leaked = re.search(rf"^\s*{name}\s*(=|\+=)(?!=)", cell.source, re.M) or re.search(
                     rf"\bfor\s+{name}\b|\bas\s+{name}\b", cell.source)
             assert not leaked, f"{path.name}, cell {index}: the learner copy shows `{name} = ...` outside a stub"
+
+
+def _names(source: str, context: type) -> set[str]:
+    """Names a cell stores (ast.Store) or reads (ast.Load); IPython magics and shell lines are left out."""
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    return {node.id for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Name) and isinstance(node.ctx, context)}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_a_learner_copy_runs_all_before_any_answer_is_written(path):
+    """A name that only a solution defines is read by no other cell but the checks: in the learner copy, that cell
+    would raise NameError and stop Run All at the first unanswered exercise (make test-lab runs the copies too)."""
+    cells = [cell for cell in _cells(path) if cell.cell_type == "code"]
+    in_solutions = {name for cell in cells for region in solution_regions(cell.source) for name in
+                    _names(region, ast.Store)}
+    copy = [cell for cell in learner_copy(path).cells if cell.cell_type == "code"]
+    elsewhere = {name for cell in copy for name in _names(cell.source, ast.Store)}
+    only_in_solutions = in_solutions - elsewhere
+    for index, cell in enumerate(learner_copy(path).cells):
+        if cell.cell_type != "code" or re.fullmatch(r"q\d+\.check\(\)", cell.source.strip()):
+            continue
+        read = _names(cell.source, ast.Load) & only_in_solutions
+        assert not read, (f"{path.name}, cell {index} reads {sorted(read)}, which only a solution defines: "
+                          "move it into the solution region, or into the exercise's check")
