@@ -12,7 +12,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # Tools installed in the venv (ninja for C++ extensions, jupyter) must be found by the kernels too.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup lab lab-instructor test unit test-lab doctor refresh student clean
+.PHONY: setup wheelhouse lab lab-instructor test unit test-lab doctor refresh student clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,12 @@ else
 INSTALL = $(BIN)/uv pip install --python $(BIN)/python --compile-bytecode
 endif
 
+# For a room without internet (docs/workshop.md): `make wheelhouse` downloads every pinned wheel into wheelhouse/
+# (the one step that needs the package index); while that folder holds wheels, `make setup` installs from it
+# alone and never asks the network. The wheels are for this OS, CPU architecture and Python version.
+WHEELHOUSE ?= wheelhouse
+FROM_WHEELHOUSE := $(if $(wildcard $(WHEELHOUSE)/*.whl),--no-index --find-links $(abspath $(WHEELHOUSE)))
+
 # Re-installs only when the pins or the package metadata change, so a second run is instant.
 # Every pin is installed as it is (--no-deps): no resolver run, and none of the CUDA-only packages that torch's
 # wheel declares but a CPU-only kit never loads (constraints.txt says which, and why the other nvidia-* stay).
@@ -37,15 +43,23 @@ endif
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	sed '/^# browser tests/,$$d' constraints.txt > $(LOCK)
-	$(if $(filter pip,$(INSTALLER)),,$(PIP) install -q -c constraints.txt uv)
-	$(INSTALL) --no-deps -r $(LOCK)
-	$(INSTALL) --no-deps --no-build-isolation -e .
+	$(if $(filter pip,$(INSTALLER)),,$(PIP) install -q -c constraints.txt $(FROM_WHEELHOUSE) uv)
+	$(INSTALL) $(FROM_WHEELHOUSE) --no-deps -r $(LOCK)
+	$(INSTALL) $(FROM_WHEELHOUSE) --no-deps --no-build-isolation -e .
 	echo 'import os; os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")' > "$(SITE_PACKAGES)/labkit-offline.pth"
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
 	@echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
 		> $(VENV)/share/jupyter/lab/settings/overrides.json  # offline kit: no news or update pings
 	$(BIN)/labkit doctor --quick
 	@touch $(STAMP)
+
+# Every wheel make setup installs, downloaded (no install) for machines without internet: copy the checkout with
+# wheelhouse/ to them and run `make setup` (or `make lab`) there.
+wheelhouse:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	sed '/^# browser tests/,$$d' constraints.txt > $(LOCK)
+	$(PIP) download -q --no-deps -d $(WHEELHOUSE) -r $(LOCK)
+	@echo "$(WHEELHOUSE)/: $$(ls $(WHEELHOUSE)/*.whl | wc -l) wheels, $$(du -sh $(WHEELHOUSE) | cut -f1); make setup now installs from it alone"
 
 # The learner's copies (solutions stubbed, outputs cleared); an edited copy is never overwritten.
 lab: setup
