@@ -71,13 +71,16 @@ lab-instructor: setup
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) --ServerApp.root_dir=notebooks $(ROOT_FLAG)
 
 # Two workers, one notebook per worker (nbval's cells must stay in one kernel: --dist loadfile); each worker and its
-# kernels get one thread per core share (tests/conftest.py), so two kernels on two cores do not fight.
+# kernels get one thread per core share (tests/conftest.py), so two kernels on two cores do not fight. Lesson 06 pins
+# its own threads for its timings, so it runs first and alone (tests/whole_machine.py; --no-loadscope-reorder keeps
+# that order): shared with the other worker it took 159 s, alone 59 s.
 test: setup
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
-# The unit tests only: no notebook, nothing marked slow (whole-lesson runs). Under a minute.
+# The unit tests only: no notebook, nothing marked slow (whole-lesson runs, probes of many seconds), on the same
+# workers as make test. Under a minute.
 unit: setup
-	$(BIN)/python -m pytest tests -m "not slow"
+	$(BIN)/python -m pytest tests -m "not slow" -n $(WORKERS) --dist loadfile
 
 # JupyterLab in Debian's Chromium (apt-get install -y chromium; never `playwright install`): Run All on every
 # lesson and learner copy, and Lesson 03's slider. Installs the `browser` extra as pinned in the browser-test

@@ -25,20 +25,30 @@ if _workers > 1:
     _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores // _workers)))
 
-import onnx
 import pytest
-import torch
 
-from helpers import Branchy, export_both, make_affine_model
+from whole_machine import WholeMachine
+
+# onnx, torch and the builders are imported inside the fixtures: under xdist the controller loads this file too and
+# runs no test, so it starts the workers without first paying for `import torch`.
+
+
+def pytest_configure(config):
+    # Global, not only for tests/: its hooks order the whole suite and lock around the notebooks' cells too.
+    config.pluginmanager.register(WholeMachine(), "labkit-whole-machine")
 
 
 @pytest.fixture
-def affine_model() -> onnx.ModelProto:
+def affine_model():
+    from helpers import make_affine_model
+
     return make_affine_model()
 
 
 @pytest.fixture
 def affine_path(tmp_path, affine_model):
+    import onnx
+
     path = tmp_path / "affine.onnx"
     onnx.save(affine_model, path)
     return path
@@ -46,6 +56,9 @@ def affine_path(tmp_path, affine_model):
 
 @pytest.fixture
 def static_affine_path(tmp_path):
+    import onnx
+    from helpers import make_affine_model
+
     path = tmp_path / "affine_bs2.onnx"
     onnx.save(make_affine_model(batch=2), path)
     return path
@@ -54,6 +67,9 @@ def static_affine_path(tmp_path):
 @pytest.fixture(scope="session")
 def branchy_exports(tmp_path_factory):
     """A seeded Branchy, its input, both exports of it, and their folder (tests may add files there)."""
+    import torch
+    from helpers import Branchy, export_both
+
     torch.manual_seed(0)
     model = Branchy().eval()
     x = torch.randn(1, 3, 20, 20)
