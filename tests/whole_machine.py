@@ -10,12 +10,16 @@ The controller makes one folder for the lock files of a run and tells the worker
 """
 from __future__ import annotations
 
-import fcntl
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: no lock, the workers share the cores as plain xdist does
+    fcntl = None
 
 # Notebooks that set their own thread count for their timings, and so need every core to themselves.
 ALONE = frozenset({"06_cpu_performance.ipynb"})
@@ -63,7 +67,7 @@ class WholeMachine:
     # --- workers
     def pytest_configure(self, config) -> None:
         folder = getattr(config, "workerinput", {}).get("labkit_lock_folder")
-        if folder is not None:
+        if folder is not None and fcntl is not None:
             self._lock = open(Path(folder) / "cores.lock", "a+")
             self._turnstile = open(Path(folder) / "turnstile.lock", "a+")
 
