@@ -10,11 +10,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import nbformat
 import pytest
+from whole_machine import ALONE
 
 from labkit.notebook import clean_env
 
 TESTS = Path(__file__).parent
+NOTEBOOKS = TESTS.parent / "notebooks"
 RECORDING_TEST = textwrap.dedent("""
     import os, time
     import pytest
@@ -76,3 +79,13 @@ def test_without_the_plugin_the_same_suite_overlaps(tmp_path):
     alone = [i for i in intervals if i[1] == "z_alone"]
     shared = [i for i in intervals if i[1] != "z_alone"]
     assert any(_overlaps(a, b) for a in alone for b in shared)
+
+
+def test_the_notebooks_that_pin_their_threads_are_the_ones_that_run_alone():
+    """A lesson renamed, or another one that sets its own thread count, must be named in whole_machine.ALONE."""
+    pinning = set()
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        code = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
+        if "torch.set_num_threads(" in code:
+            pinning.add(path.name)
+    assert pinning == ALONE
