@@ -73,7 +73,7 @@ lab-instructor: setup
 # Two workers, one notebook per worker (nbval's cells must stay in one kernel: --dist loadfile); each worker and its
 # kernels get one thread per core share (tests/conftest.py), so two kernels on two cores do not fight. Lesson 06 pins
 # its own threads for its timings, so it runs first and alone (tests/whole_machine.py; --no-loadscope-reorder keeps
-# that order): shared with the other worker it took 159 s, alone 59 s.
+# that order): shared with the other worker it took 159 s, alone 59-71 s.
 test: setup
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 

@@ -47,9 +47,9 @@ def _run_suite(folder: Path, register: bool) -> list[tuple[str, str, float, floa
         (folder / f"test_{name}.py").write_text(RECORDING_TEST.format(name=name, count=count))
     log = folder / "intervals.txt"
     env = clean_env() | {"INTERVALS": str(log), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # xdist alone: quick to start
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "xdist", "-n", "2", "--dist",
-                          "loadfile", "--no-loadscope-reorder"], cwd=folder, env=env, capture_output=True, text=True,
-                         timeout=120)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "xdist", "-n", "2", "--dist",
+               "loadfile", "--no-loadscope-reorder"]
+    run = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return [(worker, name, float(start), float(end))
             for worker, name, start, end in (line.split() for line in log.read_text().splitlines())]
@@ -59,25 +59,25 @@ def _overlaps(a, b) -> bool:
     return a[2] < b[3] and b[2] < a[3]
 
 
+def _alone_and_shared(intervals):
+    return [i for i in intervals if i[1] == "z_alone"], [i for i in intervals if i[1] != "z_alone"]
+
+
 @pytest.mark.slow
 def test_a_file_that_needs_every_core_runs_alone_and_first_while_the_others_share(tmp_path):
-    intervals = _run_suite(tmp_path, register=True)
-    alone = [i for i in intervals if i[1] == "z_alone"]
-    shared = [i for i in intervals if i[1] != "z_alone"]
+    alone, shared = _alone_and_shared(_run_suite(tmp_path, register=True))
     assert len(alone) == 4 and len(shared) == 12
-    start, end = min(i[2] for i in alone), max(i[3] for i in alone)
-    assert not [i for i in shared if i[2] < end and start < i[3]], "a shared test ran while the alone file ran"
+    span = ("", "z_alone", min(i[2] for i in alone), max(i[3] for i in alone))  # first start to last end
+    assert not [i for i in shared if _overlaps(i, span)], "a shared test ran while the alone file ran"
     # It goes first: at most the test the other worker had already begun comes before it.
-    assert len([i for i in shared if i[2] < start]) <= 1, "the file that runs alone should go first"
+    assert len([i for i in shared if i[2] < span[2]]) <= 1, "the file that runs alone should go first"
     assert any(_overlaps(a, b) for a in shared for b in shared if a[0] != b[0]), "the shared files did not share"
 
 
 @pytest.mark.slow
 def test_without_the_plugin_the_same_suite_overlaps(tmp_path):
     """The control: the recording sees an overlap when nothing prevents it."""
-    intervals = _run_suite(tmp_path, register=False)
-    alone = [i for i in intervals if i[1] == "z_alone"]
-    shared = [i for i in intervals if i[1] != "z_alone"]
+    alone, shared = _alone_and_shared(_run_suite(tmp_path, register=False))
     assert any(_overlaps(a, b) for a in alone for b in shared)
 
 

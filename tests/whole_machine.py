@@ -2,7 +2,7 @@
 
 Lesson 06 pins its own thread count (`THREADS = 2`) for every measurement. Run next to another worker on two
 cores, each of its parallel ops waits for the thread that shares a core with the other worker's kernel: the lesson
-took 159 s that way, 59 s alone. So while a worker runs such a notebook, the other workers wait between two tests
+took 159 s that way, 59-71 s alone. So while a worker runs such a notebook, the other workers wait between two tests
 (a lock: one exclusive holder, or any number of shared ones), and the notebook goes first, so no worker waits at
 the end. Nothing is skipped or shortened; without xdist (plain `pytest`) the lock is never taken.
 
