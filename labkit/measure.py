@@ -24,7 +24,7 @@ import onnx
 
 from .onnxfile import ModelLike, input_specs, load_model
 
-__all__ = ["Timing", "time_it", "sgemm_peak", "FlopCount", "count_flops", "MemoryEstimate", "estimate_memory",
+__all__ = ["Timing", "time_it", "SpeedVerdict", "speed_verdict", "sgemm_peak", "FlopCount", "count_flops", "MemoryEstimate", "estimate_memory",
            "cpu_name", "cpu_facts", "available_memory"]
 
 
@@ -84,6 +84,54 @@ def time_it(fn: Callable[[], object], *, warmup: int = 2, repeat: int = 10, item
         if progress:
             progress()
     return Timing(tuple(seconds), items)
+
+
+@dataclass(frozen=True)
+class SpeedVerdict:
+    """How two timings compare on this run, by one noise rule: their interquartile ranges must not overlap.
+
+    `faster` is the name of the faster one, or None when the spreads overlap ("within noise on this run").
+    `ratio` is the slower median over the faster one (>= 1).
+    """
+
+    names: tuple
+    medians_ms: tuple
+    ratio: float
+    faster: str | None
+
+    @property
+    def within_noise(self) -> bool:
+        return self.faster is None
+
+    def __str__(self) -> str:
+        a, b = self.names
+        if self.faster is None:
+            return f"{a} vs {b}: within noise on this run (medians differ {self.ratio:.2f}x; their spreads overlap)"
+        slower = b if self.faster == a else a
+        return f"{self.faster} is {self.ratio:.2f}x faster than {slower} on this run (spreads do not overlap)"
+
+    __repr__ = __str__
+
+
+def speed_verdict(a: Timing, b: Timing, names: Sequence[str] = ("A", "B")) -> SpeedVerdict:
+    """Compare two timings (best taken from interleaved rounds) with the kit's noise rule.
+
+    A direction is claimed only when the 25th-75th percentile ranges of the two sets of calls do not
+    overlap; otherwise the verdict is "within noise on this run", whatever the medians say.
+    """
+    if len(names) != 2:
+        raise ValueError(f"names must be two labels, got {names!r}")
+    lo_a, hi_a = np.percentile(a.seconds, [25, 75]) / a.items
+    lo_b, hi_b = np.percentile(b.seconds, [25, 75]) / b.items
+    med_a, med_b = a.median_ms / a.items, b.median_ms / b.items
+    ratio = max(med_a, med_b) / min(med_a, med_b)
+    if hi_a < lo_b:
+        faster = names[0]
+    elif hi_b < lo_a:
+        faster = names[1]
+    else:
+        faster = None
+    return SpeedVerdict(tuple(names), (med_a, med_b), ratio, faster)
 
 
 def sgemm_peak(n: int = 2048, *, threads: int | None = None, repeat: int = 5) -> float:

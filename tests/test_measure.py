@@ -98,3 +98,28 @@ def test_machine_facts_name_the_cpu_cores_and_python():
     assert set(facts) == {"cpu", "cores", "python"} and facts["cores"] >= 1 and facts["cpu"]
     available = measure.available_memory()
     assert available is None or available > 0
+
+
+# ------------------------------------------------------------------------------------- the noise rule
+def _timing(*ms, items=1):
+    from labkit.measure import Timing
+    return Timing(tuple(m / 1e3 for m in ms), items)
+
+
+def test_speed_verdict_names_the_faster_only_when_the_spreads_do_not_overlap():
+    from labkit.measure import speed_verdict
+    verdict = speed_verdict(_timing(10, 11, 10, 12, 11), _timing(20, 21, 22, 20, 21), names=("ORT", "torch"))
+    assert verdict.faster == "ORT" and not verdict.within_noise
+    assert str(verdict) == "ORT is 1.91x faster than torch on this run (spreads do not overlap)"
+
+
+def test_speed_verdict_is_within_noise_when_the_spreads_overlap_even_if_the_medians_differ():
+    from labkit.measure import speed_verdict
+    verdict = speed_verdict(_timing(10, 14, 18, 22, 11), _timing(12, 16, 20, 13, 15), names=("a", "b"))
+    assert verdict.within_noise and "within noise on this run" in str(verdict)
+
+
+def test_speed_verdict_compares_per_item_time():
+    from labkit.measure import speed_verdict
+    verdict = speed_verdict(_timing(40, 41, 40, 42, items=4), _timing(20, 21, 20, 21), names=("batch 4", "batch 1"))
+    assert verdict.faster == "batch 4"
