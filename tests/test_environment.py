@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -93,12 +94,10 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _lock() -> dict[str, str]:
-    """constraints.txt up to its browser-test section, as {canonical name: version}: what `make setup` installs."""
+def _lock(name: str = "constraints.txt") -> dict[str, str]:
+    """A lock file as {canonical name: version}; constraints.txt is what `make setup` installs."""
     pins = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
-        if line.startswith("# browser tests"):
-            break
+    for line in (ROOT / name).read_text().splitlines():
         if line and not line.startswith("#"):
             name, version = line.split("==")
             pins[_canonical(name)] = version.strip()
@@ -134,6 +133,63 @@ def test_the_lock_is_complete():
             continue
         problems.append(line)
     assert not problems, "\n".join(problems)
+
+
+def test_the_browser_extra_is_pinned_in_its_own_lock_and_only_there():
+    """`make test-lab` installs constraints-browser.txt on top of constraints.txt: two files, no section markers."""
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["browser"]
+    names = {_canonical(re.match(r"[A-Za-z0-9_.\-]+", requirement)[0]) for requirement in extra}
+    browser = _lock("constraints-browser.txt")
+    assert names <= set(browser), f"pin {names - set(browser)} in constraints-browser.txt"
+    assert not set(browser) & set(_lock()), "a package pinned in both locks"
+
+
+# --- make setup, on machines unlike this one ---------------------------------------------------------------------
+
+MAKE = shutil.which("make")
+needs_make = pytest.mark.skipif(MAKE is None, reason="make not installed")
+
+
+def _checkout_with_a_space(tmp_path: Path) -> Path:
+    """The files `make setup` reads, in a folder whose path has a space."""
+    folder = tmp_path / "my lessons"
+    folder.mkdir()
+    for name in ("Makefile", "pyproject.toml", "constraints.txt", "constraints-browser.txt"):
+        shutil.copy(ROOT / name, folder / name)
+    return folder
+
+
+@needs_make
+def test_make_setup_on_an_older_python_stops_with_a_sentence_naming_the_fix(tmp_path):
+    folder = _checkout_with_a_space(tmp_path)
+    python310 = folder / "python3.10"
+    python310.write_text("#!/bin/sh\necho 3.10\n")  # answers the Makefile's version question as Python 3.10 would
+    python310.chmod(0o755)
+    run = subprocess.run([MAKE, "setup", f"PYTHON={python310}", "VENV=venv"], cwd=folder, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode != 0
+    assert (f"onnx-labkit needs Python 3.11 to 3.13 (torch 2.15 and onnxruntime 1.32 have no wheels for other "
+            f"versions), and {python310} is Python 3.10: run make again with PYTHON=python3.11") in run.stderr
+    assert not (folder / "venv").exists(), "no venv may be made with a Python the kit cannot use"
+
+
+@needs_make
+def test_make_setup_from_a_wheelhouse_passes_each_path_as_one_argument_where_the_path_has_a_space(tmp_path):
+    """`make -n` prints the commands; each --find-links, -r and -c argument must be one shell word, a real path."""
+    folder = _checkout_with_a_space(tmp_path)
+    (folder / "wheelhouse").mkdir()
+    (folder / "wheelhouse" / "demo-1.0-py3-none-any.whl").touch()
+    printed = subprocess.run([MAKE, "-n", "setup", "test-lab"], cwd=folder, capture_output=True, text=True,
+                             timeout=60, check=True).stdout
+    installs = [shlex.split(line) for line in printed.splitlines() if " install " in line]
+    assert len(installs) == 4, printed  # uv, the lock, the kit, the browser lock
+    for words in installs:
+        for flag, value in zip(words, words[1:]):
+            if flag in ("--find-links", "-r", "-c"):
+                assert (folder / value).exists(), f"{flag} {value!r} is not one path: {shlex.join(words)}"
+    assert sum("--find-links" in words for words in installs) == 3, printed
 
 
 # --- ONNX Runtime telemetry --------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def pytest_collection_modifyitems(session, config, items):
         import playwright.sync_api  # noqa: F401
     except ImportError:
         missing.append("the Python package playwright is not installed: run `make test-lab` "
-                       "(it installs the `browser` extra: pip install -c constraints.txt -e '.[browser]')")
+                       "(it installs the `browser` extra as pinned: pip install --no-deps -r constraints-browser.txt)")
     if missing:
         pytest.exit("browser tests cannot run:\n  " + "\n  ".join(missing), returncode=4)
 
