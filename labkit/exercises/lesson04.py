@@ -149,11 +149,16 @@ def _check_q1(ex1_symbolic: Any) -> str:
 # --- exercise 2: logcumsumexp -----------------------------------------------------------------------
 
 def _logcumsumexp_rows(length: int = 6):
-    """Rows a decomposition must survive: ordinary values, values near +100 and -100, a ramp -100 -> 100."""
+    """Rows a decomposition must survive: ordinary values, values near +100 and -100, ramps -100 -> 100 and back.
+
+    The falling ramp puts each value far below an earlier one: a shift by each position's own value
+    overflows there, while the rising ramp (the lesson's case) cannot tell it from the right shift.
+    """
     import torch
 
     noise = torch.randn(3, length, generator=torch.Generator().manual_seed(2))
-    return torch.stack([noise[0], 100 + noise[1], -100 + noise[2], torch.linspace(-100, 100, length)])
+    ramp = torch.linspace(-100, 100, length)
+    return torch.stack([noise[0], 100 + noise[1], -100 + noise[2], ramp, ramp.flip(0)])
 
 
 def _diagnose_logcumsumexp(x, dim: int, where: tuple, got: np.ndarray, expected: np.ndarray) -> str:
@@ -166,6 +171,10 @@ def _diagnose_logcumsumexp(x, dim: int, where: tuple, got: np.ndarray, expected:
     text = (f"for torch.logcumsumexp(x, dim={dim}) at position {position} along dim (its prefix's largest value is "
             f"{float(prefix.max()):.4g}, the whole axis's {float(line.max()):.4g}) ONNX Runtime gives {value:g}, "
             f"torch gives {truth:.6g}")
+    if value == np.inf and float(line[position]) < float(prefix.max()) - _EXP_LIMIT:
+        return (text + f": x here is {float(line[position]):.4g}, far below an earlier value of its prefix, so "
+                "exp(earlier - here) overflows float32. Shifting each position by its own value protects only a "
+                "rising row: shift by the maximum of the prefix (q2.hint(2))")
     if not np.isfinite(value) and value != -np.inf and float(prefix.max()) > _EXP_LIMIT:
         return (text + f": exp(x) overflows float32 for x > {_EXP_LIMIT}; subtract the maximum before Exp and add "
                 "it back after Log")
@@ -194,7 +203,7 @@ def _check_q2(ex2_symbolic: Any) -> str:
                 raise Incorrect(_diagnose_logcumsumexp(x, dim, where, got, expected))
             ops = _ops(model)
     return (f"exported with ops [{ops}] for dim=1 and dim=-1; ONNX Runtime matches torch on values near 0, "
-            "+100, -100 and a ramp from -100 to 100")
+            "+100, -100 and on ramps from -100 to 100 and back")
 
 
 # --- exercise 3: searchsorted -----------------------------------------------------------------------
@@ -256,6 +265,20 @@ def _hard_matrices(batch: int, n: int) -> dict[str, np.ndarray]:
     return {what: np.stack(ms).astype(np.float32) for what, ms in cases.items()}
 
 
+def _nodes_computing_outputs(graph) -> list:
+    """The nodes the graph outputs depend on, walking back from them (a dangling node is left out)."""
+    producer = {out: node for node in graph.node for out in node.output}
+    needed, stack, seen = [], [o.name for o in graph.output], set()
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        needed.append(node)
+        stack.extend(node.input)
+    return needed
+
+
 def _check_q4(ex4_path: Any) -> str:
     import torch
 
@@ -265,9 +288,13 @@ def _check_q4(ex4_path: Any) -> str:
 
     model = require_onnx_file("ex4_path", ex4_path)
     labels = sorted({op_label(node) for node in model.graph.node})
-    if not any(node.domain == "com.microsoft" for node in model.graph.node):
-        raise Incorrect(f"`ex4_path`: the graph's ops are {', '.join(labels)}; none is from ONNX Runtime's "
-                        "com.microsoft domain, where its Inverse kernel lives")
+    used = _nodes_computing_outputs(model.graph)
+    if not any(node.domain == "com.microsoft" and node.op_type == "Inverse" for node in used):
+        unused = sorted({op_label(node) for node in model.graph.node} - {op_label(node) for node in used})
+        note = f" ({', '.join(unused)} computes nothing the output needs)" if unused else ""
+        raise Incorrect(f"`ex4_path`: the graph's ops are {', '.join(labels)}{note}; no com.microsoft::Inverse "
+                        "node computes the output. ONNX Runtime's inverse kernel is that node: the output must "
+                        "come from it")
     specs = input_specs(model)
     if len(specs) != 1 or specs[0].dtype != np.float32 or len(specs[0].shape) not in (2, 3):
         found = ", ".join(f"'{s.name}' {s.dtype} {s.shape_text()}" for s in specs)
