@@ -15,10 +15,32 @@ BACKENDS = ("onnxruntime", "reference")
 
 
 def to_numpy(value: Any) -> np.ndarray:
-    """A numpy array from a numpy array, a torch tensor (detached, on CPU) or a Python number/list."""
+    """A numpy array from a numpy array, a torch tensor (detached, on CPU) or a Python number/list.
+
+    A tensor whose dtype numpy lacks (bfloat16, the float8 types) becomes an ml_dtypes array of
+    the same dtype, the types onnx and ONNX Runtime use for them.
+    """
     if hasattr(value, "detach") and hasattr(value, "cpu"):
-        return value.detach().cpu().numpy()
+        tensor = value.detach().cpu()
+        try:
+            return tensor.numpy()
+        except TypeError:  # "Got unsupported ScalarType BFloat16"
+            return _ml_dtypes_array(tensor)
     return np.asarray(value)
+
+
+def _ml_dtypes_array(tensor) -> np.ndarray:
+    """The tensor as the ml_dtypes type of the same name, through float32 (exact for every type narrower)."""
+    name = str(tensor.dtype).removeprefix("torch.")
+    try:
+        import ml_dtypes
+    except ImportError:
+        ml_dtypes = None
+    kind = getattr(ml_dtypes, name, None) if tensor.is_floating_point() or tensor.is_complex() else None
+    if kind is None:
+        raise TypeError(f"a torch {name} tensor has no numpy equivalent here: convert it first, e.g. "
+                        "tensor.float()" + ("" if ml_dtypes else " (or pip install ml_dtypes)"))
+    return (tensor.cfloat() if tensor.is_complex() else tensor.float()).numpy().astype(kind)
 
 
 def check_backends(backends: Sequence[str]) -> list[str]:
@@ -148,20 +170,33 @@ def _flatten(value: Any) -> list:
 
 
 def torch_args(inputs: Any) -> tuple:
-    """Positional arguments for a torch model: a dict's values in order, a sequence, or one value; arrays -> tensors."""
+    """Positional arguments for a torch model: a dict's values in order, a sequence, or one value; arrays -> tensors.
+
+    Arrays and tensors are copied, so a model that changes its input in place (`x /= 255`) changes
+    neither the caller's values nor what another backend is then given.
+    """
     import torch
 
     values = tuple(inputs.values()) if isinstance(inputs, Mapping) else (
         tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,))
-    return tuple(torch.as_tensor(v) if isinstance(v, np.ndarray) else v for v in values)
+    return tuple(torch.tensor(v) if isinstance(v, np.ndarray) else v.clone() if isinstance(v, torch.Tensor) else v
+                 for v in values)
 
 
 def run_torch(torch_model, inputs: Any) -> list[np.ndarray]:
-    """Run a torch module (in eval mode, without grad) and return its outputs flattened to numpy arrays."""
+    """Run a torch module in eval mode, without grad, on copies of `inputs`; its outputs flattened to numpy arrays.
+
+    Each submodule's train/eval mode is restored afterwards, so checking a model does not change it.
+    """
     import torch
 
-    if isinstance(torch_model, torch.nn.Module):
-        torch_model.eval()
-    with torch.no_grad():
-        result = torch_model(*torch_args(inputs))
+    modes = [(m, m.training) for m in torch_model.modules()] if isinstance(torch_model, torch.nn.Module) else []
+    try:
+        if modes:
+            torch_model.eval()
+        with torch.no_grad():
+            result = torch_model(*torch_args(inputs))
+    finally:
+        for module, training in modes:
+            module.training = training
     return [to_numpy(v) for v in _flatten(result)]

@@ -1,9 +1,11 @@
 """Comparing outputs across backends: one verdict per output, the same text on every machine.
 
 The rule every labkit check shares (`compare_arrays`): same shape and dtype; integers and
-booleans exactly equal; floats within `atol + rtol * |expected|` (numpy's allclose); NaN or
-infinity fails unless the caller allows non-finite values, and then they must match exactly.
-A comparison of nothing is an error, never a pass.
+booleans exactly equal; floats of every width (float16 to float64, and ml_dtypes' bfloat16 and
+float8 types that numpy lacks) within `atol + rtol * |expected|` (numpy's allclose), computed in
+float64; NaN or infinity fails unless the caller allows non-finite values, and then they must
+match exactly. Outputs are paired by name whenever both sides name them. A comparison of
+nothing is an error, never a pass.
 """
 from __future__ import annotations
 
@@ -108,6 +110,25 @@ def _row(backend, name, actual, passed, detail, max_abs=0.0, max_rel=0.0, needed
     return Row(backend, name, tuple(actual.shape), str(actual.dtype), passed, max_abs, max_rel, needed, detail)
 
 
+def _wide_type(dtype: np.dtype) -> type | None:
+    """complex128 or float64 for a complex or floating dtype (ml_dtypes' bfloat16 and float8 too), else None."""
+    if dtype.kind in "fc":
+        return np.complex128 if dtype.kind == "c" else np.float64
+    if dtype.kind != "V" or dtype.names is not None:
+        return None
+    try:  # numpy files bfloat16 and some float8 types under kind 'V'; ml_dtypes knows which are floats
+        import ml_dtypes
+    except ImportError:
+        return None
+    if "complex" in dtype.name:
+        return np.complex128
+    try:
+        ml_dtypes.finfo(dtype)
+    except (ValueError, TypeError):  # int4 and the like: integers, compared exactly
+        return None
+    return np.float64
+
+
 def compare_arrays(backend: str, name: str, expected: Any, actual: Any, atol: float, rtol: float, *,
                    allow_nonfinite: bool = False) -> Row:
     """One verdict row for one pair of arrays, by the rule in this module's docstring."""
@@ -121,7 +142,8 @@ def compare_arrays(backend: str, name: str, expected: Any, actual: Any, atol: fl
         return _row(backend, name, actual, False, f"dtype {actual.dtype}, expected {expected.dtype}", inf, inf, inf)
     if expected.size == 0:
         return _row(backend, name, actual, True, "")
-    if expected.dtype.kind not in "fc":  # integers, booleans, strings: exactly equal
+    wide = _wide_type(expected.dtype)
+    if wide is None:  # integers, booleans, strings: exactly equal
         differ = np.flatnonzero(expected.reshape(-1) != actual.reshape(-1))
         if not differ.size:
             return _row(backend, name, actual, True, "")
@@ -131,7 +153,6 @@ def compare_arrays(backend: str, name: str, expected: Any, actual: Any, atol: fl
         gap = inf if expected.dtype.kind not in "iub" else float(
             np.max(np.abs(expected.astype(np.float64) - actual.astype(np.float64))))
         return _row(backend, name, actual, False, detail, gap, inf, inf)
-    wide = np.complex128 if expected.dtype.kind == "c" else np.float64
     exp, act = expected.astype(wide), actual.astype(wide)
     odd = ~(np.isfinite(exp) & np.isfinite(act))
     if odd.any():
@@ -168,14 +189,14 @@ def _as_named(values: Any, names: Sequence[str] | None, who: str) -> dict[str, n
     return {n: to_numpy(v) for n, v in zip(names, values)}
 
 
-def _pair(reference: dict, got: dict, candidate_is_named: bool, expected_name: str, backend: str) -> list[tuple]:
+def _pair(reference: dict, got: dict, by_name: bool, expected_name: str, backend: str) -> list[tuple]:
     """(name, expected, actual) triples: by name when both sides are named, else in order."""
     if len(got) != len(reference):
         raise ValueError(
             f"{expected_name} has {len(reference)} output(s) ({', '.join(reference)}), "
             f"{backend} has {len(got)} ({', '.join(got)}): they are not the same model's outputs"
         )
-    if candidate_is_named:
+    if by_name:
         if set(got) != set(reference):
             raise ValueError(f"{backend}'s outputs are named {sorted(got)}, {expected_name}'s {sorted(reference)}: "
                              "outputs are matched by name, so the names must be the same")
@@ -186,7 +207,11 @@ def _pair(reference: dict, got: dict, candidate_is_named: bool, expected_name: s
 def compare_outputs(expected: Any, candidates: Mapping[str, Any], *, names: Sequence[str] | None = None,
                     atol: float = 1e-4, rtol: float = 1e-3, expected_name: str = "expected",
                     allow_nonfinite: bool = False) -> Comparison:
-    """Check each candidate's outputs against `expected`: by name when both are dicts, else in order."""
+    """Check each candidate's outputs against `expected`, paired by name when both sides are named.
+
+    `expected` is named when it is a dict or when `names` is given; a candidate when it is a dict.
+    A candidate given as a sequence is taken in `expected`'s order.
+    """
     atol, rtol = check_tolerances(atol, rtol)
     if not isinstance(candidates, Mapping):
         raise ValueError(f"candidates must be a dict {{backend name: outputs}}, got {type(candidates).__name__}")
@@ -195,12 +220,12 @@ def compare_outputs(expected: Any, candidates: Mapping[str, Any], *, names: Sequ
     reference = _as_named(expected, names, expected_name)
     if not reference:
         raise ValueError(f"nothing to compare: {expected_name} has no outputs")
+    expected_is_named = isinstance(expected, Mapping) or names is not None
     rows = []
     for backend, values in candidates.items():
         named = isinstance(values, Mapping)
-        got = _as_named(values, None if named else (names or list(reference)), backend)
-        by_name = named and isinstance(expected, Mapping)
-        for name, exp, act in _pair(reference, got, by_name, expected_name, backend):
+        got = _as_named(values, None if named else list(reference), backend)
+        for name, exp, act in _pair(reference, got, named and expected_is_named, expected_name, backend):
             rows.append(compare_arrays(backend, name, exp, act, atol, rtol, allow_nonfinite=allow_nonfinite))
     return Comparison(rows, atol, rtol, expected_name)
 
@@ -235,13 +260,17 @@ def compare_with_torch(torch_model, onnx_model: ModelLike, inputs: Any, *,
 def compare_models(reference_model: ModelLike, candidate_model: ModelLike, inputs: Any, *,
                    backend: str = "onnxruntime", atol: float = 1e-4, rtol: float = 1e-3,
                    allow_nonfinite: bool = False) -> Comparison:
-    """Run two ONNX models on the same inputs (e.g. before and after an edit); the first is the truth."""
+    """Run two ONNX models on the same inputs (e.g. before and after an edit); the first is the truth.
+
+    Outputs are paired by name, so a candidate that lists the same outputs in another order still matches.
+    """
     expected = run_onnx(reference_model, inputs, backend=backend)
     actual = run_onnx(candidate_model, inputs, backend=backend)
-    if len(expected) != len(actual):
+    if set(expected) != set(actual):
         raise ValueError(
-            f"the reference model has {len(expected)} output(s) ({', '.join(expected)}), the candidate has "
-            f"{len(actual)} ({', '.join(actual)}): compare models with the same outputs"
+            f"the reference model's outputs are {sorted(expected)}, the candidate's {sorted(actual)}: outputs are "
+            "paired by name, so compare models with the same output names (rename them, or use compare_outputs "
+            "with a list to pair them in order)"
         )
-    return compare_outputs(expected, {"candidate": list(actual.values())}, atol=atol, rtol=rtol,
+    return compare_outputs(expected, {"candidate": actual}, atol=atol, rtol=rtol,
                            expected_name="reference model", allow_nonfinite=allow_nonfinite)

@@ -193,3 +193,101 @@ def test_a_session_without_the_onnxruntime_backend_is_refused(affine_path):
 def test_affine_helpers_agree_with_each_other():
     x = np.ones((2, 4), np.float32)
     np.testing.assert_allclose(labkit.run_onnx(make_affine_model(), x)["y"], affine_numpy(x), rtol=1e-6)
+
+
+# --- names meet names: pairing by name wherever both sides name their outputs ------------------
+
+def test_names_pair_a_list_of_expected_outputs_with_a_dict_of_candidates_by_name():
+    a, b = np.zeros(2, np.float32), np.ones(2, np.float32)
+    assert labkit.compare_outputs([a, b], {"ort": {"q": b, "p": a}}, names=["p", "q"])
+    with pytest.raises(ValueError, match=r"ort's outputs are named \['other'\], expected's \['p'\]"):
+        labkit.compare_outputs([a], {"ort": {"other": a}}, names=["p"])
+
+
+def _two_output_model(outputs: list[str]) -> onnx.ModelProto:
+    """y = relu(x), z = -x, with the graph outputs listed in the order given."""
+    info = {name: onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [2]) for name in ("y", "z")}
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["x"], ["y"]), onnx.helper.make_node("Neg", ["x"], ["z"])], "two",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])], [info[n] for n in outputs])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_compare_models_pairs_outputs_by_name_not_by_graph_order():
+    x = np.array([-1.0, 2.0], np.float32)
+    result = labkit.compare_models(_two_output_model(["y", "z"]), _two_output_model(["z", "y"]), x)
+    assert result, repr(result)
+    assert [row.output for row in result.rows] == ["y", "z"]
+    renamed = _two_output_model(["y", "z"])
+    renamed.graph.output[1].name = renamed.graph.node[1].output[0] = "w"
+    with pytest.raises(ValueError, match=r"reference model's outputs are \['y', 'z'\], the candidate's \['w', 'y'\]"):
+        labkit.compare_models(_two_output_model(["y", "z"]), renamed, x)
+
+
+# --- every floating dtype is compared by the same rule ---------------------------------------------
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+SMALL_FLOATS = [ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2, np.float16]
+
+
+@pytest.mark.parametrize("dtype", SMALL_FLOATS, ids=lambda d: np.dtype(d).name)
+def test_small_float_dtypes_follow_the_tolerance_and_non_finite_rules(dtype):
+    one, step = np.array([1.0], dtype), np.array([1.0 + float(ml_dtypes.finfo(dtype).eps)], dtype)
+    assert not _one(one, step, atol=0, rtol=0)
+    assert _one(one, step, atol=0.5, rtol=0)
+    nan = np.array([np.nan], dtype)
+    assert _one(nan, nan, allow_nonfinite=True)
+    assert "pass allow_nonfinite=True" in repr(_one(nan, nan))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2, torch.float16],
+                         ids=str)
+def test_torch_tensors_of_dtypes_numpy_lacks_are_compared_not_refused(dtype):
+    a, doubled = torch.tensor([1.0, 2.0]).to(dtype), torch.tensor([2.0, 4.0]).to(dtype)
+    result = labkit.compare_outputs({"y": a}, {"ort": {"y": a.clone()}})
+    assert result, repr(result)
+    assert str(dtype).removeprefix("torch.") in repr(result)
+    assert not labkit.compare_outputs({"y": a}, {"ort": {"y": doubled}}, atol=0.1, rtol=0)
+
+
+def test_small_integer_dtypes_stay_exact():
+    assert not _one(np.array([1], ml_dtypes.int4), np.array([2], ml_dtypes.int4), atol=10)
+    assert _one(np.array([1], ml_dtypes.int4), np.array([1], ml_dtypes.int4))
+
+
+# --- compare_with_torch leaves the caller's model and inputs as they were --------------------------
+
+class ScalesInPlace(torch.nn.Module):
+    """forward divides its input in place, as preprocessing code often does."""
+
+    def forward(self, x):
+        x /= 255
+        return x * 2
+
+
+def _scale_model() -> onnx.ModelProto:
+    nodes = [onnx.helper.make_node("Div", ["x", "c255"], ["s"]), onnx.helper.make_node("Mul", ["s", "c2"], ["y"])]
+    consts = [onnx.numpy_helper.from_array(np.array(255, np.float32), "c255"),
+              onnx.numpy_helper.from_array(np.array(2, np.float32), "c2")]
+    graph = onnx.helper.make_graph(nodes, "scale", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [3])],
+                                   initializer=consts)
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize("make_input", [lambda: torch.tensor([0.0, 51.0, 255.0]),
+                                        lambda: np.array([0.0, 51.0, 255.0], np.float32)],
+                         ids=["tensor", "numpy"])
+def test_a_forward_that_changes_its_input_in_place_is_compared_on_the_callers_values(make_input):
+    x = make_input()
+    result = labkit.compare_with_torch(ScalesInPlace(), _scale_model(), x)
+    assert result, repr(result)
+    assert np.asarray(x).tolist() == [0.0, 51.0, 255.0]
+
+
+def test_compare_with_torch_gives_the_model_back_in_the_mode_it_had():
+    model = torch.nn.Sequential(ScalesInPlace(), torch.nn.Dropout(0.0))
+    model.train()
+    model[1].eval()  # a mixed state must come back as it was, module by module
+    assert labkit.compare_with_torch(model, _scale_model(), torch.ones(3))
+    assert model.training and model[0].training and not model[1].training
