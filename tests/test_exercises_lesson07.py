@@ -10,7 +10,12 @@ from onnx import numpy_helper
 from onnxscript import opset20 as op
 from torch.export import Dim
 
+import functools
+import tempfile
+from pathlib import Path
+
 from labkit.exercises.lesson07 import q1, q2, q3
+from wrong_answers import WrongAnswer, assert_rejected, params
 
 
 # ------------------------------------------------------------------------ the lesson's models, rebuilt
@@ -78,118 +83,46 @@ def half_shifted_softmax(x, dim: int, dtype: int = -1):
     return op.Div(top, op.ReduceSum(op.Exp(x), axes, keepdims=1))
 
 
-# ------------------------------------------------------------------------------------------------ q1
-@pytest.fixture(scope="module")
-def smoother_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("q1")
+# ------------------------------------------------------------------------ the files, exported once
+@functools.lru_cache(maxsize=None)
+def _folder() -> Path:
+    return Path(tempfile.mkdtemp(prefix="lesson07_answers_"))
+
+
+@functools.lru_cache(maxsize=None)
+def smoother_files():
+    folder = _folder()
     smoother = _seeded(Smoother)
     right = _export(smoother, torch.randn(2, 2, 8), folder / "right.onnx",
                     dynamic_shapes={"x": {0: Dim("batch", min=1), 2: Dim("time", min=2)}})
     broken = _export(smoother, torch.randn(1, 2, 1), folder / "broken.onnx",
                      dynamic_shapes={"x": {0: Dim("batch", min=1), 2: Dim("time", min=1)}})
-    return smoother, right, broken, folder
-
-
-def test_q1_not_attempted_without_an_answer(smoother_files):
-    outcome = q1.check(smoother=smoother_files[0])
-    assert outcome.status == "Not attempted" and "ex1_path" in outcome.message
-
-
-def test_q1_accepts_an_export_with_dynamic_batch_and_time(smoother_files):
-    smoother, right, _, _ = smoother_files
-    outcome = q1.check(ex1_path=right, smoother=smoother)
-    assert outcome, outcome.message
-
-
-def test_q1_rejects_the_length_one_export_and_names_the_axis(smoother_files):
-    smoother, _, broken, _ = smoother_files
-    outcome = q1.check(ex1_path=broken, smoother=smoother)
-    assert outcome.status == "Incorrect" and "axis 2 (time) is fixed to 1" in outcome.message
-
-
-def test_q1_rejects_a_fixed_batch(smoother_files):
-    smoother, right, _, folder = smoother_files
     model = onnx.load(right)
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2
     onnx.save(model, folder / "fixed_batch.onnx")
-    outcome = q1.check(ex1_path=folder / "fixed_batch.onnx", smoother=smoother)
-    assert outcome.status == "Incorrect" and "axis 0 (batch) is fixed to 2" in outcome.message
+    no_dims = _export(smoother, torch.randn(2, 2, 8), folder / "static.onnx")
+    return {"smoother": smoother, "right": right, "broken": broken, "fixed_batch": folder / "fixed_batch.onnx",
+            "static": no_dims}
 
 
-def test_q1_rejects_an_export_of_other_weights(smoother_files):
-    smoother, right, _, _ = smoother_files
-    outcome = q1.check(ex1_path=right, smoother=_seeded(Smoother, seed=1))
-    assert outcome.status == "Incorrect" and "does not match the torch model" in outcome.message
-
-
-def test_q1_rejects_a_missing_file(smoother_files, tmp_path):
-    outcome = q1.check(ex1_path=tmp_path / "nothing.onnx", smoother=smoother_files[0])
-    assert outcome.status == "Incorrect" and "no such file" in outcome.message
-
-
-# ------------------------------------------------------------------------------------------------ q2
-@pytest.fixture(scope="module")
-def scorer_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("q2")
+@functools.lru_cache(maxsize=None)
+def scorer_files():
+    folder = _folder()
     scorer = _seeded(Scorer)
     example = torch.randn(4, 6)
-    files = {}
+    files = {"scorer": scorer}
     for translation in (stable_softmax, textbook_softmax, clipped_softmax, half_shifted_softmax):
         name = translation.__name__
         files[name] = _export(scorer, example, folder / f"{name}.onnx",
                               custom_translation_table={torch.ops.aten.softmax.int: translation})
-    return scorer, files
+    return files
 
 
-def test_q2_not_attempted_without_an_answer(scorer_files):
-    outcome = q2.check(scorer=scorer_files[0])
-    assert outcome.status == "Not attempted" and "ex2_path" in outcome.message
-
-
-def test_q2_accepts_a_translation_shifted_by_the_maximum(scorer_files):
-    scorer, files = scorer_files
-    outcome = q2.check(ex2_path=files["stable_softmax"], scorer=scorer)
-    assert outcome, outcome.message
-
-
-def test_q2_rejects_the_textbook_translation_and_explains_the_overflow(scorer_files):
-    scorer, files = scorer_files
-    outcome = q2.check(ex2_path=files["textbook_softmax"], scorer=scorer)
-    assert outcome.status == "Incorrect" and "NaN" in outcome.message and "maximum" in outcome.message
-
-
-def test_q2_rejects_clipped_scores_that_only_fail_on_large_inputs(scorer_files):
-    scorer, files = scorer_files
-    outcome = q2.check(ex2_path=files["clipped_softmax"], scorer=scorer)
-    assert outcome.status == "Incorrect" and "inputs scaled by 1000" in outcome.message
-    assert "NaN" not in outcome.message
-
-
-def test_q2_rejects_a_shift_in_the_numerator_only(scorer_files):
-    scorer, files = scorer_files
-    outcome = q2.check(ex2_path=files["half_shifted_softmax"], scorer=scorer)
-    assert outcome.status == "Incorrect" and "ordinary inputs" in outcome.message
-
-
-def test_q2_rejects_an_export_of_another_model(scorer_files):
-    _, files = scorer_files
-    outcome = q2.check(ex2_path=files["stable_softmax"], scorer=_seeded(Scorer, seed=3))
-    assert outcome.status == "Incorrect" and "ordinary inputs" in outcome.message
-
-
-# ------------------------------------------------------------------------------------------------ q3
-@pytest.fixture(scope="module")
-def pooler_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("q3")
-    pooler = _seeded(Pooler)
-    example = torch.randn(2, 5, 8)
-    legacy = folder / "legacy17.onnx"
+def _legacy_pooler(path, pooler, **kwargs):
     with warnings.catch_warnings():  # the legacy exporter's DeprecationWarnings: used on purpose here
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(pooler, (example,), legacy, dynamo=False, opset_version=17)
-    default = folder / "default.onnx"
-    torch.onnx.export(pooler, (example,), default, dynamo=True, verbose=False)  # weights go to default.onnx.data
-    return pooler, legacy, default, folder
+        torch.onnx.export(pooler, (torch.randn(2, 5, 8),), path, dynamo=False, opset_version=17, **kwargs)
+    return path
 
 
 def _variant(source, target, edit):
@@ -199,61 +132,103 @@ def _variant(source, target, edit):
     return target
 
 
-def test_q3_not_attempted_without_an_answer(pooler_files):
-    outcome = q3.check(pooler=pooler_files[0])
-    assert outcome.status == "Not attempted" and "ex3_path" in outcome.message
+def _scale_a_weight(model):
+    init = model.graph.initializer[0]
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 2, init.name))
 
 
-def test_q3_accepts_a_single_file_at_ir_8_opset_17(pooler_files):
-    pooler, legacy, _, _ = pooler_files
-    outcome = q3.check(ex3_path=legacy, pooler=pooler)
-    assert outcome, outcome.message
-
-
-def test_q3_rejects_the_default_export_for_its_external_weights(pooler_files):
-    pooler, _, default, _ = pooler_files
-    outcome = q3.check(ex3_path=default, pooler=pooler)
-    assert outcome.status == "Incorrect" and "default.onnx.data" in outcome.message
-
-
-def test_q3_rejects_a_single_file_at_opset_20(pooler_files):
-    pooler, _, default, folder = pooler_files
+@functools.lru_cache(maxsize=None)
+def pooler_files():
+    folder = _folder()
+    pooler = _seeded(Pooler)
+    legacy = _legacy_pooler(folder / "legacy17.onnx", pooler, input_names=["tokens"], output_names=["pooled"],
+                            dynamic_axes={"tokens": {0: "batch", 1: "tokens"}, "pooled": {0: "batch"}})
+    fixed = _legacy_pooler(folder / "legacy17_fixed.onnx", pooler)  # every axis as the example had it
+    default = folder / "default.onnx"
+    torch.onnx.export(pooler, (torch.randn(2, 5, 8),), default, dynamo=True, verbose=False)  # weights in .data
     single = _variant(default, folder / "single20.onnx", lambda model: None)  # onnx.load reads the weights in
-    outcome = q3.check(ex3_path=single, pooler=pooler)
-    assert outcome.status == "Incorrect" and "opset 20" in outcome.message
-
-
-def test_q3_rejects_the_converters_invalid_reduce_mean(pooler_files):
-    pooler, _, default, folder = pooler_files
     converted = onnx.version_converter.convert_version(onnx.load(default), 17)
     converted.ir_version = 8
     onnx.save(converted, folder / "converted.onnx")
-    outcome = q3.check(ex3_path=folder / "converted.onnx", pooler=pooler)
-    assert outcome.status == "Incorrect" and "full_check=True" in outcome.message
-    assert "noop_with_empty_axes" in outcome.message
+    return {"pooler": pooler, "legacy": legacy, "fixed": fixed, "default": default, "single": single,
+            "converted": folder / "converted.onnx",
+            "ir10": _variant(legacy, folder / "ir10.onnx", lambda model: setattr(model, "ir_version", 10)),
+            "ir7": _variant(legacy, folder / "ir7.onnx", lambda model: setattr(model, "ir_version", 7)),
+            "scaled": _variant(legacy, folder / "scaled.onnx", _scale_a_weight)}
 
 
-def test_q3_rejects_an_ir_version_the_target_cannot_read(pooler_files):
-    pooler, legacy, _, folder = pooler_files
-    newer = _variant(legacy, folder / "ir10.onnx", lambda model: setattr(model, "ir_version", 10))
-    outcome = q3.check(ex3_path=newer, pooler=pooler)
-    assert outcome.status == "Incorrect" and "IR version 10" in outcome.message
+def _q1(key, smoother=None):
+    return lambda tmp: {"ex1_path": smoother_files()[key], "smoother": smoother or smoother_files()["smoother"]}
 
 
-def test_q3_rejects_an_ir_version_older_than_the_opset_allows(pooler_files):
-    pooler, legacy, _, folder = pooler_files
-    older = _variant(legacy, folder / "ir7.onnx", lambda model: setattr(model, "ir_version", 7))
-    outcome = q3.check(ex3_path=older, pooler=pooler)
-    assert outcome.status == "Incorrect" and "older than opset 17 allows" in outcome.message
+def _q2(key, scorer=None):
+    return lambda tmp: {"ex2_path": scorer_files()[key], "scorer": scorer or scorer_files()["scorer"]}
 
 
-def test_q3_rejects_an_export_of_other_weights(pooler_files):
-    _, legacy, _, folder = pooler_files
+def _q3(key):
+    return lambda tmp: {"ex3_path": pooler_files()[key], "pooler": pooler_files()["pooler"]}
 
-    def scale_a_weight(model):
-        init = model.graph.initializer[0]
-        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 2, init.name))
 
-    scaled = _variant(legacy, folder / "scaled.onnx", scale_a_weight)
-    outcome = q3.check(ex3_path=scaled, pooler=pooler_files[0])
-    assert outcome.status == "Incorrect" and "does not match the torch model" in outcome.message
+# --------------------------------------------------------------- wrong answers, each rejected naming its fault
+WRONG_ANSWERS = [
+    WrongAnswer(q1, "exported with a time axis of length 1", _q1("broken"), fault="axis 2 (time) is fixed to 1"),
+    WrongAnswer(q1, "the batch fixed in the file", _q1("fixed_batch"), fault="axis 0 (batch) is fixed to 2"),
+    WrongAnswer(q1, "no dynamic_shapes at all", _q1("static"), fault="is fixed to"),
+    WrongAnswer(q1, "an export of other weights", _q1("right", smoother=_seeded(Smoother, seed=1)),
+                fault="does not match the torch model"),
+    WrongAnswer(q1, "the file was never written",
+                lambda tmp: {"ex1_path": tmp / "nothing.onnx", "smoother": smoother_files()["smoother"]},
+                fault="no such file"),
+    WrongAnswer(q2, "the textbook exp / sum", _q2("textbook_softmax"), fault="returns NaN where torch does not"),
+    WrongAnswer(q2, "scores clipped below exp's overflow", _q2("clipped_softmax"),
+                fault="inputs scaled by 1000"),
+    WrongAnswer(q2, "the numerator shifted, the denominator not", _q2("half_shifted_softmax"),
+                fault="ordinary inputs"),
+    WrongAnswer(q2, "an export of another model", _q2("stable_softmax", scorer=_seeded(Scorer, seed=3)),
+                fault="does not match the torch model for ordinary inputs"),
+    WrongAnswer(q3, "the default export (weights in a .data file)", _q3("default"), fault="default.onnx.data"),
+    WrongAnswer(q3, "one file, but opset 20", _q3("single"), fault="uses opset 20"),
+    WrongAnswer(q3, "version_converter's ReduceMean", _q3("converted"), fault="noop_with_empty_axes"),
+    WrongAnswer(q3, "IR version 10", _q3("ir10"), fault="IR version 10"),
+    WrongAnswer(q3, "IR version 7 with opset 17", _q3("ir7"), fault="older than opset 17 allows"),
+    WrongAnswer(q3, "the legacy export with every axis fixed", _q3("fixed"), fault="axis 0 (batch) is fixed to 2"),
+    WrongAnswer(q3, "a weight changed on the way", _q3("scaled"), fault="does not match the torch model"),
+]
+
+
+@pytest.mark.parametrize("wrong", params(WRONG_ANSWERS))
+def test_wrong_answer_is_rejected_naming_its_fault(wrong, tmp_path):
+    assert_rejected(wrong, tmp_path)
+
+
+# ------------------------------------------------------------------------------------ right answers
+def test_q1_accepts_an_export_with_dynamic_batch_and_time():
+    files = smoother_files()
+    outcome = q1.check(ex1_path=files["right"], smoother=files["smoother"])
+    assert outcome, outcome.message
+
+
+def test_q2_accepts_a_translation_shifted_by_the_maximum():
+    files = scorer_files()
+    outcome = q2.check(ex2_path=files["stable_softmax"], scorer=files["scorer"])
+    assert outcome, outcome.message
+
+
+def test_q3_accepts_a_single_file_at_ir_8_opset_17_with_dynamic_batch_and_tokens():
+    files = pooler_files()
+    outcome = q3.check(ex3_path=files["legacy"], pooler=files["pooler"])
+    assert outcome, outcome.message
+    assert "(1, 9, 8)" in outcome.message
+
+
+def test_q3_the_fixed_shape_file_is_refused_before_any_run_on_new_shapes():
+    files = pooler_files()
+    outcome = q3.check(ex3_path=files["fixed"], pooler=files["pooler"])
+    assert "[2, 5, 8]" in outcome.message and "dynamic_axes" in outcome.message
+
+
+@pytest.mark.parametrize("question, answer", [(q1, "ex1_path"), (q2, "ex2_path"), (q3, "ex3_path")])
+def test_not_attempted_without_an_answer(question, answer):
+    context = {q1: "smoother", q2: "scorer", q3: "pooler"}[question]
+    outcome = question.check(**{context: object()})
+    assert outcome.status == "Not attempted" and answer in outcome.message

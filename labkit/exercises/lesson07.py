@@ -24,6 +24,7 @@ from .core import Exercise, Incorrect, bind
 __all__ = ["q1", "q2", "q3"]
 
 _TARGET_IR, _TARGET_OPSET = 8, 17
+CHECK_SHAPES_Q3 = ((3, 4, 8), (1, 9, 8))  # batch and token counts the lesson's examples never had
 
 
 def _default_opset(model: onnx.ModelProto) -> int | None:
@@ -125,11 +126,23 @@ def _check_q3(ex3_path, pooler) -> str:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
         raise Incorrect(f"onnx.checker (full_check=True) rejects '{path.name}': {first_line(error)}") from None
-    spec = input_specs(model)[0]
+    specs = input_specs(model)
+    if len(specs) != 1 or len(specs[0].shape) != 3:
+        raise Incorrect(f"expected one input of rank 3 (batch, tokens, 8), found "
+                        f"{[(s.name, s.shape_text()) for s in specs]}: export `pooler` itself")
+    spec = specs[0]
+    for axis, label in ((0, "batch"), (1, "tokens")):
+        if isinstance(spec.shape[axis], int):
+            raise Incorrect(f"input {spec.name!r} is saved as {spec.shape_text()}: axis {axis} ({label}) is fixed "
+                            f"to {spec.shape[axis]}, so the target could only feed that size. Declare the batch and "
+                            "token axes dynamic (dynamic_axes on the legacy exporter)")
     rng = np.random.default_rng(5)
-    x = rng.standard_normal(_shape_for(spec, {0: 3, 1: 4})).astype(np.float32)
-    _compare("ex3_path", pooler, model, x, f"a new input of shape {x.shape}")
-    return (f"one file, IR version {header.ir_version}, opset {opset}, checker-clean, matches torch on a new input")
+    for shape in CHECK_SHAPES_Q3:  # sizes no example in the lesson used
+        x = rng.standard_normal(shape).astype(np.float32)
+        _compare("ex3_path", pooler, model, x, f"a new input of shape {shape}")
+    shapes = " and ".join(str(s) for s in CHECK_SHAPES_Q3)
+    return (f"one file, IR version {header.ir_version}, opset {opset}, checker-clean, input {spec.shape_text()}; "
+            f"matches torch on new inputs of shapes {shapes}")
 
 
 q1, q2, q3 = bind("07_export_clinic", [
@@ -175,8 +188,10 @@ q1, q2, q3 = bind("07_export_clinic", [
             "onnx.checker.check_model(converted, full_check=True) — and read what the checker says.",
             "The converted ReduceMean keeps an attribute that opset 17 does not know. Asking the default exporter "
             "for opset_version=17 does not help here either: look at the opset of what it writes.",
-            "The legacy exporter writes opset 17 itself, in one file with IR version 8: "
-            "torch.onnx.export(pooler, (torch.randn(2, 5, 8),), ex3_path, dynamo=False, opset_version=17).",
+            "The legacy exporter writes opset 17 itself, in one file with IR version 8; it fixes every axis "
+            "unless told otherwise: torch.onnx.export(pooler, (torch.randn(2, 5, 8),), ex3_path, dynamo=False, "
+            "opset_version=17, input_names=['tokens'], output_names=['pooled'], "
+            "dynamic_axes={'tokens': {0: 'batch', 1: 'tokens'}, 'pooled': {0: 'batch'}}).",
         ],
     ),
 ])
