@@ -1,8 +1,14 @@
 """labkit.exercises: three outcomes, a binding step that catches checker bugs, and one source per solution."""
-import nbformat
-import pytest
+import warnings
 
-from labkit.exercises import Exercise, Incorrect, bind
+import nbformat
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from labkit.exercises import Exercise, Incorrect, bind, checks
 from labkit.exercises.solutions import STUB, exercise_solutions, solution_regions, strip_solutions
 
 
@@ -168,3 +174,87 @@ def test_an_unbound_exercise_cannot_show_a_solution():
     loose = Exercise("Loose", ["ex_x"], lambda ex_x: "", hints=["h"])
     with pytest.raises(RuntimeError, match="not bound to a lesson"):
         loose.solution()
+
+
+def test_a_fractional_hint_number_is_a_type_error_that_says_hints_are_whole_numbers():
+    with pytest.raises(TypeError, match=r"hints are numbered 1..2, so n is a whole number, not float 1.5"):
+        square.hint(1.5)
+    assert repr(square.hint(np.int64(2))) == "Hint 2/2:\nx * x"
+
+
+# --- the shared checks: each names the real cause ------------------------------------------------
+
+def _no_input_model(path):
+    graph = helper.make_graph([helper.make_node("Constant", [], ["y"], value=numpy_helper.from_array(
+        np.ones(2, np.float32)))], "constant", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10), path)
+    return path
+
+
+def _rejected(call, *args, **kwargs) -> str:
+    with pytest.raises(Incorrect) as caught:
+        call(*args, **kwargs)
+    return str(caught.value)
+
+
+def test_a_folder_given_as_the_path_is_named_a_folder_not_a_missing_file(tmp_path):
+    message = _rejected(checks.require_onnx_file, "ex1_path", tmp_path)
+    assert "which is a folder" in message and "no such file" not in message
+
+
+def test_a_file_with_no_inputs_is_named_as_such(tmp_path):
+    model = checks.require_onnx_file("ex1_path", _no_input_model(tmp_path / "constant.onnx"))
+    assert "`ex1_path` has no graph inputs at all" in _rejected(checks.require_input_specs, "ex1_path", model)
+
+
+def test_the_learners_own_model_raising_is_blamed_on_the_model_not_the_file():
+    message = _rejected(checks.call_learner_model, "ex2_model", torch.nn.Linear(4, 3), torch.ones(2, 5))
+    assert message.startswith("your `ex2_model` itself raises RuntimeError when called on an input of shape (2, 5)")
+
+
+def test_a_forward_returning_none_is_named():
+    class Forgets(torch.nn.Module):
+        def forward(self, x):
+            x * 2
+
+    assert "`ex2_model`'s forward returns None" in _rejected(checks.call_learner_model, "ex2_model", Forgets(),
+                                                             torch.ones(2))
+
+
+def test_the_learners_input_is_not_changed_by_their_forward():
+    class Scales(torch.nn.Module):
+        def forward(self, x):
+            x /= 2
+            return x
+
+    x = torch.ones(2)
+    assert checks.call_learner_model("ex_model", Scales(), x)[0].tolist() == [0.5, 0.5] and x.tolist() == [1, 1]
+
+
+def test_require_close_uses_compare_arrays_one_rule_and_names_the_case():
+    checks.require_close("ex1_path", "a batch of 3", np.ones(3, np.float32), np.ones(3, np.float32) + 5e-5)
+    message = _rejected(checks.require_close, "ex1_path", "a batch of 3", np.ones(3, np.float32),
+                        np.ones(3, np.float32) + 0.1, fix="export the trained model")
+    assert message.startswith("`ex1_path` on a batch of 3: max abs 1.00e-01") and message.endswith(
+        ": export the trained model")
+    assert "shape (2,), expected (3,)" in _rejected(checks.require_close, "ex", "x", np.ones(3), np.ones(2))
+
+
+def test_run_learner_file_names_the_inputs_ort_refused(tmp_path):
+    model = checks.require_onnx_file("ex_path", _no_input_model(tmp_path / "constant.onnx"))
+    assert checks.run_learner_file("ex_path", model, {}, "nothing")[0].tolist() == [1.0, 1.0]
+    message = _rejected(checks.run_learner_file, "ex_path", model, {"x": np.ones(2, np.float32)}, "one vector")
+    assert message.startswith("`ex_path` fails in ONNX Runtime on one vector ('x' (2,))")
+
+
+def test_require_exporter_tells_the_two_exporters_apart(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    legacy, default = tmp_path / "legacy.onnx", tmp_path / "default.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.ones(1, 2),), legacy, dynamo=False)
+        torch.onnx.export(model, (torch.ones(1, 2),), dynamo=True, verbose=False).save(default)
+    checks.require_exporter("ex", onnx.load(legacy), "legacy")
+    checks.require_exporter("ex", onnx.load(default), "default")
+    assert "written by the legacy exporter (dynamo=False), and this exercise asks for the default exporter" in \
+        _rejected(checks.require_exporter, "ex", onnx.load(legacy), "default")

@@ -26,6 +26,7 @@ lesson proves exactly what a learner is shown.
 from __future__ import annotations
 
 import inspect
+import numbers
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -142,6 +143,10 @@ class Exercise:
 
     def hint(self, n: int = 1) -> _Text:
         """The n-th hint (1-based); later hints say more, the last nearly gives the answer away."""
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            raise TypeError(f"{self.label}: hints are numbered 1..{len(self._hints)}, so n is a whole number, "
+                            f"not {type(n).__name__} {n!r}: ask for hint(1) first, then hint(2), ...")
+        n = int(n)
         if not 1 <= n <= len(self._hints):
             raise ValueError(f"{self.label} has hints 1..{len(self._hints)}, not {n}")
         return _Text(f"Hint {n}/{len(self._hints)}", self._hints[n - 1], code=False)

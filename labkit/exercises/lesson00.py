@@ -15,15 +15,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..compare import compare_with_torch
 from ..report import first_line, strip_ansi
-from .checks import require_inputs, require_onnx_file, require_type
+from .checks import (call_learner_model, require_close, require_exporter, require_input_specs, require_inputs,
+                     require_onnx_file, require_type, run_learner_file)
 from .core import Exercise, Incorrect, bind
 
 __all__ = ["q1", "q2", "q3", "q4", "write_drifting_notebook", "Q3_OPS", "Q3_OPSET"]
 
-_LESSON_OPS = {"Gemm", "Relu"}  # what the lesson's own model exports to
-_DEFAULT_EXPORTER_KEY = "pkg.torch.onnx.name_scopes"  # node metadata only the default exporter writes
+_LESSON_LAYERS = {"Linear", "ReLU", "Sequential"}  # the lesson's own model is built from these alone
 
 
 def _require_outputs(model: onnx.ModelProto, expected: list[str], fix: str) -> None:
@@ -32,29 +31,45 @@ def _require_outputs(model: onnx.ModelProto, expected: list[str], fix: str) -> N
         raise Incorrect(f"the output should be named {expected[0]!r}, found {found}: {fix}")
 
 
-# ------------------------------------------------------------------------------------------------ q1
-def _check_q1(ex1_path, torch_model) -> str:
-    import torch
-
-    model = require_onnx_file("ex1_path", ex1_path)
-    require_inputs(model, ["pixels"])
-    _require_outputs(model, ["logits"], "use output_names=['logits']")
-    result = compare_with_torch(torch_model, model, torch.randn(2, 4), backends=["onnxruntime"])
-    if not result:
-        raise Incorrect("ORT's output differs from torch_model's: export torch_model itself, in eval mode")
-    return "input 'pixels', output 'logits', and ORT agrees with torch_model"
-
-
-# ------------------------------------------------------------------------------------------------ q2
-def _fresh_like(example):
-    """A new input of the example's shape and dtype, different values: the export must not have baked them in."""
+def _new_inputs(example_shape: tuple, dtype) -> dict[str, "object"]:
+    """Inputs the lesson never used, of the exported (fixed) shape: other values, then large ones."""
     import torch
 
     generator = torch.Generator().manual_seed(2)
-    if example.dtype.is_floating_point:
-        return torch.randn(example.shape, generator=generator, dtype=example.dtype)
-    high = int(example.max()) + 1 if example.numel() else 1
-    return torch.randint(0, max(high, 1), example.shape, generator=generator, dtype=example.dtype)
+    if not dtype.is_floating_point:
+        return {"new integer values": torch.randint(0, 3, example_shape, generator=generator, dtype=dtype)}
+    fresh = torch.randn(example_shape, generator=generator, dtype=dtype)
+    return {"new values": fresh, "values 1000 times larger": fresh * 1000}
+
+
+def _agrees_on_new_inputs(name: str, model: onnx.ModelProto, torch_name: str, torch_model, fix: str) -> str:
+    """Run the learner's file in ORT and their torch model on inputs never used before; one rule for both."""
+    import torch
+
+    spec = require_input_specs(name, model, count=1)[0]
+    shape = tuple(d if isinstance(d, int) else 2 for d in spec.shape)
+    dtype = getattr(torch, str(spec.dtype)) if spec.dtype is not None else torch.float32
+    for what, value in _new_inputs(shape, dtype).items():
+        expected = call_learner_model(torch_name, torch_model, value)
+        got = run_learner_file(name, model, {spec.name: value.numpy()}, f"an input of {what}")
+        require_close(name, f"an input of {what} {shape}", expected[0], got[0], fix=fix, allow_nonfinite=True)
+    return str(shape)
+
+
+# ------------------------------------------------------------------------------------------------ q1
+def _check_q1(ex1_path, torch_model) -> str:
+    model = require_onnx_file("ex1_path", ex1_path)
+    require_exporter("ex1_path", model, "legacy")
+    require_inputs(model, ["pixels"])
+    _require_outputs(model, ["logits"], "use output_names=['logits']")
+    _agrees_on_new_inputs("ex1_path", model, "torch_model", torch_model,
+                          "ORT's output differs from torch_model's: export torch_model itself, in eval mode")
+    return "legacy exporter, input 'pixels', output 'logits', and ORT agrees with torch_model on new inputs"
+
+
+# ------------------------------------------------------------------------------------------------ q2
+def _layers(model) -> set[str]:
+    return {type(module).__name__ for module in model.modules()}
 
 
 def _check_q2(ex2_model, ex2_input, ex2_path) -> str:
@@ -62,23 +77,20 @@ def _check_q2(ex2_model, ex2_input, ex2_path) -> str:
 
     require_type("ex2_model", ex2_model, torch.nn.Module)
     require_type("ex2_input", ex2_input, torch.Tensor)
+    if _layers(ex2_model) <= _LESSON_LAYERS:
+        raise Incorrect(f"ex2_model is built from {', '.join(sorted(_layers(ex2_model) - {'Sequential'}))} only, "
+                        "like the lesson's Linear + ReLU (whatever the input's shape): build a different small "
+                        "architecture (a Conv2d, a Tanh, a Softmax, ...)")
+    call_learner_model("ex2_model", ex2_model, ex2_input)
     model = require_onnx_file("ex2_path", ex2_path)
-    if not any(p.key == _DEFAULT_EXPORTER_KEY for node in model.graph.node for p in node.metadata_props):
-        raise Incorrect(f"'{Path(ex2_path).name}' was not written by the default exporter (its nodes carry no "
-                        "module scopes): export with dynamo=True and save the ONNXProgram it returns")
+    require_exporter("ex2_path", model, "default")
     require_inputs(model, ["samples"])
     _require_outputs(model, ["predictions"], "pass output_names=['predictions'] to torch.onnx.export")
     ops = {node.op_type for node in model.graph.node}
-    if ops <= _LESSON_OPS:
-        raise Incorrect(f"the graph uses only {', '.join(sorted(ops))}, like the lesson's Linear + ReLU: "
-                        "build a different small architecture (a Conv2d, a Tanh, a Softmax, ...)")
-    fresh = _fresh_like(ex2_input)
-    result = compare_with_torch(ex2_model, model, fresh, backends=["onnxruntime"])
-    if not result:
-        raise Incorrect(f"for a new input of shape {tuple(fresh.shape)}, ORT's output differs from ex2_model's: "
-                        "export ex2_model itself (in eval mode), and save it to ex2_path after the export")
+    shape = _agrees_on_new_inputs("ex2_path", model, "ex2_model", ex2_model,
+                                  "export ex2_model itself (in eval mode), and save it to ex2_path after the export")
     return (f"the default exporter wrote {', '.join(sorted(ops))}; 'samples' -> 'predictions' agrees with "
-            f"ex2_model on a new input of shape {tuple(fresh.shape)}")
+            f"ex2_model on new inputs of shape {shape}")
 
 
 # ------------------------------------------------------------------------------------------------ q3
@@ -171,6 +183,34 @@ def run_nbval(notebook: str | Path, timeout: int = 120) -> subprocess.CompletedP
                               env=_inner_env(), timeout=timeout)
 
 
+_OTHER_PRICES = ([0.25, 0.1], [1.15, 2.2, 0.7])  # prices the notebook never had: the total must follow them
+
+
+def _printed_total(text: str) -> float | None:
+    found = re.search(r"total:?\s*(-?\d+(?:\.\d+)?)", text)
+    return float(found.group(1)) if found else None
+
+
+def _require_computed_total(source: str) -> None:
+    """Run the fixed total cell on other prices: a hard-coded '0.3' or a whole-number rounding shows up here."""
+    import contextlib
+    import io
+
+    for prices in _OTHER_PRICES:
+        printed = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(printed):
+                exec(compile(source, "<your total cell>", "exec"), {"prices": list(prices)})
+        except Exception as error:
+            raise Incorrect(f"your total cell raises {type(error).__name__} when prices = {prices}: "
+                            f"{first_line(error)}") from None
+        value, true = _printed_total(printed.getvalue()), sum(prices)
+        if value is None or abs(value - true) > 0.005 + 1e-9 or _UNROUNDED.search(printed.getvalue()):
+            raise Incorrect(f"with prices = {prices} your total cell prints {printed.getvalue().strip()!r}, but "
+                            f"their total is {true:.2f}: print the computed total rounded to cents "
+                            "(round(total, 2)), never a typed-in number")
+
+
 def _check_q4(ex4_cell, ex4_fixed) -> str:
     import nbformat
 
@@ -205,13 +245,19 @@ def _check_q4(ex4_cell, ex4_fixed) -> str:
     if "total" not in saved or _UNROUNDED.search(saved):
         raise Incorrect(f"Cell {_DRIFT_INDEX} saves {saved.strip()!r}: a person reads this total, so print it "
                         "rounded (e.g. round(total, 2)) and keep 'total: 0.3' as its saved output")
+    saved_total = _printed_total(saved)
+    if saved_total is None or abs(saved_total - 0.3) > 1e-9:
+        raise Incorrect(f"Cell {_DRIFT_INDEX} saves {saved.strip()!r}, but 0.1 + 0.2 is 0.3 to two decimals: "
+                        "round to cents (round(total, 2)), not to a whole number, and save 'total: 0.3'")
+    _require_computed_total(cells[_DRIFT_INDEX].source)
     result = run_nbval(fixed_path)
     if result.returncode != 0:
         report = strip_ansi(result.stdout)
         failing = re.findall(r"Cell (\d+): Cell outputs differ", report)
         where = f"Cell {', '.join(failing)} still differ(s)" if failing else first_line(report or result.stderr)
         raise Incorrect(f"strict nbval still fails on '{fixed_path.name}': {where}")
-    return f"Cell {_DRIFT_INDEX} drifted; your fix passes strict nbval with every cell still compared"
+    return (f"Cell {_DRIFT_INDEX} drifted; your fix prints the total of other prices right too and passes "
+            "strict nbval with every cell still compared")
 
 
 q1, q2, q3, q4 = bind("00_setup", [
@@ -238,6 +284,7 @@ q1, q2, q3, q4 = bind("00_setup", [
     ),
     Exercise(
         title="The version an opset-20 model uses",
+        kind="warm-up",
         answers=["ex3_since"],
         check=_check_q3,
         hints=["op_versions(op) from section 2 lists the opsets at which an operator got a new version.",
