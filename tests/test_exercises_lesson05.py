@@ -1,15 +1,20 @@
 """Lesson 05 exercises: each wrong answer is Incorrect with a useful message, the right one is Correct."""
 from __future__ import annotations
 
+import functools
+import tempfile
 import warnings
+from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from labkit.exercises import lesson05
-from labkit.exercises.lesson05 import Q1_BIAS, Q1_WEIGHT, broken_mlp, q1, q2, q3
+import labkit
+from labkit.exercises.lesson05 import Q1_BIAS, Q1_WEIGHT, edited_mlp, q1, q2, q3
+from wrong_answers import WrongAnswer, assert_rejected, params
 
 
 # ------------------------------------------------------------------------------------------------ q1
@@ -37,51 +42,34 @@ def test_q1_accepts_a_gemm_then_relu_with_pinned_versions():
     assert q1.check(ex1_model=_gemm_relu())
 
 
-def test_q1_rejects_unpinned_versions_and_names_the_fix():
-    outcome = q1.check(ex1_model=_gemm_relu(ir_version=None))
-    assert outcome.status == "Incorrect" and "ir_version=10" in outcome.message
 
 
-def test_q1_rejects_a_fixed_batch():
-    outcome = q1.check(ex1_model=_gemm_relu(shape=(1, 3)))
-    assert outcome.status == "Incorrect" and "['N', 3]" in outcome.message
 
 
-def test_q1_rejects_the_wrong_node_order():
-    outcome = q1.check(ex1_model=_gemm_relu(order=("Relu", "Gemm")))
-    assert outcome.status == "Incorrect" and "Gemm then Relu" in outcome.message
 
 
-def test_q1_rejects_a_wrong_function():
-    wrong = _gemm_relu()
-    wrong.graph.initializer[1].CopyFrom(numpy_helper.from_array(-Q1_BIAS, "B"))
-    outcome = q1.check(ex1_model=wrong)
-    assert outcome.status == "Incorrect" and "transB" in outcome.message
 
 
-def test_q1_rejects_a_path_instead_of_a_model():
-    outcome = q1.check(ex1_model="model.onnx")
-    assert outcome.status == "Incorrect" and "ModelProto" in outcome.message
 
 
-def test_q1_rejects_a_graph_the_checker_refuses():
-    broken = _gemm_relu()
-    broken.graph.node[1].input[0] = "missing"
-    outcome = q1.check(ex1_model=broken)
-    assert outcome.status == "Incorrect" and "checker rejects" in outcome.message
 
 
 # ------------------------------------------------------------------------------------------------ q2
-@pytest.fixture(name="tiny_path", scope="module")
-def _tiny_path(tmp_path_factory):
+@functools.lru_cache(maxsize=None)
+def _tiny() -> Path:
     """The lesson's `tiny`: a Linear(3, 2) + ReLU exported by the legacy exporter for a batch of 1."""
     torch.manual_seed(0)
     tiny = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU()).eval()
-    path = tmp_path_factory.mktemp("q2") / "tiny.onnx"
+    path = Path(tempfile.mkdtemp(prefix="lesson05_q2_")) / "tiny.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(tiny, (torch.randn(1, 3),), path, dynamo=False, input_names=["x"], output_names=["y"])
     return path
+
+
+@pytest.fixture(name="tiny_path")
+def _tiny_path():
+    return _tiny()
 
 
 def _with_batch(tiny_path, input_dim="N", output_dim="N") -> onnx.ModelProto:
@@ -100,27 +88,12 @@ def test_q2_accepts_a_symbolic_batch_on_input_and_output(tiny_path):
     assert outcome, outcome
 
 
-def test_q2_rejects_the_untouched_file(tiny_path):
-    outcome = q2.check(ex2_model=onnx.load(tiny_path), tiny_path=tiny_path)
-    assert outcome.status == "Incorrect" and "'x' still has a fixed batch dimension 1" in outcome.message
 
 
-def test_q2_rejects_an_edited_input_with_the_output_left_at_1(tiny_path):
-    outcome = q2.check(ex2_model=_with_batch(tiny_path, output_dim=1), tiny_path=tiny_path)
-    assert outcome.status == "Incorrect" and "'y' still has a fixed batch dimension 1" in outcome.message
 
 
-def test_q2_rejects_a_batch_fixed_at_another_number(tiny_path):
-    outcome = q2.check(ex2_model=_with_batch(tiny_path, 5, 5), tiny_path=tiny_path)
-    assert outcome.status == "Incorrect" and "fixed batch dimension 5" in outcome.message
 
 
-def test_q2_rejects_changed_weights(tiny_path):
-    model = _with_batch(tiny_path)
-    weight = model.graph.initializer[0]
-    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 2, weight.name))
-    outcome = q2.check(ex2_model=model, tiny_path=tiny_path)
-    assert outcome.status == "Incorrect" and "does not compute what the original file computes" in outcome.message
 
 
 def test_q2_asks_to_run_the_lesson_cells_without_tiny_path(tiny_path):
@@ -133,51 +106,125 @@ def test_q2_not_attempted_without_the_answer(tiny_path):
     assert outcome.status == "Not attempted" and "ex2_model" in outcome.message
 
 
+def _bias_negated():
+    model = _gemm_relu()
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(-Q1_BIAS, "B"))
+    return model
+
+
+def _dangling_relu_input():
+    model = _gemm_relu()
+    model.graph.node[1].input[0] = "missing"
+    return model
+
+
+def _doubled_weights(tiny_path):
+    model = _with_batch(tiny_path)
+    weight = model.graph.initializer[0]
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 2, weight.name))
+    return model
+
+
+def _q2(make):
+    return lambda tmp: {"ex2_model": make(_tiny()), "tiny_path": _tiny()}
+
+
 # ------------------------------------------------------------------------------------------------ q3
-@pytest.fixture(name="planted", scope="module")
-def _planted(tmp_path_factory):
-    """broken_mlp once for the module (a default-exporter export takes seconds); restored for each test."""
-    model, x, path = broken_mlp(tmp_path_factory.mktemp("q3") / "broken.onnx")
-    return dict(lesson05._planted)
+def _intermediates(proto: onnx.ModelProto, x) -> dict:
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(proto)
+    known = {vi.name for vi in exposed.graph.output}
+    exposed.graph.output.extend(helper.make_empty_tensor_value_info(name) for node in exposed.graph.node
+                                for name in node.output if name not in known)
+    return labkit.run_onnx(exposed, x.numpy())
 
 
-@pytest.fixture
-def broken(planted, monkeypatch):
-    monkeypatch.setattr(lesson05, "_planted", dict(planted))
-    return planted
+def _differs(expected, got, tensor) -> bool:
+    return not np.allclose(got[tensor], expected[tensor], atol=1e-4, rtol=1e-3)
 
 
-def test_q3_the_planted_file_really_diverges_at_the_named_layer(broken):
-    import labkit
+def first_difference(reference, suspect, x):
+    """The right answer: the first node, in graph order, whose output differs from the reference file's."""
+    expected, got = _intermediates(reference, x), _intermediates(suspect, x)
+    return next((node.name for node in suspect.graph.node if any(_differs(expected, got, t) for t in node.output)),
+                None)
 
-    report = labkit.find_divergence(broken["model"], broken["path"], broken["input"])
-    assert not report and report.first.torch == "blocks.1.fc1 output"
+
+def last_difference(reference, suspect, x):
+    expected, got = _intermediates(reference, x), _intermediates(suspect, x)
+    differing = [node.name for node in suspect.graph.node if any(_differs(expected, got, t) for t in node.output)]
+    return differing[-1] if differing else None
 
 
-def test_q3_accepts_the_broken_layer(broken):
-    outcome = q3.check(ex3_module="blocks.1.fc1")
+def first_differing_tensor(reference, suspect, x):
+    expected, got = _intermediates(reference, x), _intermediates(suspect, x)
+    return next((t for node in suspect.graph.node for t in node.output if _differs(expected, got, t)), None)
+
+
+def final_outputs_only(reference, suspect, x):
+    """Compares only what the graph returns, then blames the node that writes it."""
+    expected, got = labkit.run_onnx(reference, x.numpy()), labkit.run_onnx(suspect, x.numpy())
+    if all(np.allclose(got[name], expected[name], atol=1e-4, rtol=1e-3) for name in expected):
+        return None
+    return next(node.name for node in suspect.graph.node if suspect.graph.output[0].name in node.output)
+
+
+def the_first_node_always(reference, suspect, x):
+    return suspect.graph.node[0].name
+
+
+WRONG_ANSWERS = [
+    WrongAnswer(q1, "versions left to helper.make_model's defaults", lambda tmp: {"ex1_model": _gemm_relu(ir_version=None)},
+                fault="ir_version=10"),
+    WrongAnswer(q1, "a batch fixed at 1", lambda tmp: {"ex1_model": _gemm_relu(shape=(1, 3))}, fault="['N', 3]"),
+    WrongAnswer(q1, "Relu before Gemm", lambda tmp: {"ex1_model": _gemm_relu(order=("Relu", "Gemm"))},
+                fault="Gemm then Relu"),
+    WrongAnswer(q1, "the bias negated", lambda tmp: {"ex1_model": _bias_negated()}, fault="is not relu(x @ Q1_WEIGHT.T"),
+    WrongAnswer(q1, "a path instead of the model", lambda tmp: {"ex1_model": "model.onnx"}, fault="ModelProto"),
+    WrongAnswer(q1, "the Relu reads a name nobody writes", lambda tmp: {"ex1_model": _dangling_relu_input()},
+                fault="checker rejects"),
+    WrongAnswer(q2, "the file left as it was", _q2(lambda path: onnx.load(path)),
+                fault="'x' still has a fixed batch dimension 1"),
+    WrongAnswer(q2, "the input edited, the output left at 1", _q2(lambda path: _with_batch(path, output_dim=1)),
+                fault="'y' still has a fixed batch dimension 1"),
+    WrongAnswer(q2, "the batch fixed at another number", _q2(lambda path: _with_batch(path, 5, 5)),
+                fault="fixed batch dimension 5"),
+    WrongAnswer(q2, "the weights changed too", _q2(_doubled_weights),
+                fault="does not compute what the original file computes"),
+    WrongAnswer(q3, "the notebook's answer typed in", lambda tmp: {"ex3_first_difference": lambda r, s, x: "node_linear_3"},
+                fault="an earlier node's output already differs"),
+    WrongAnswer(q3, "the last differing node", lambda tmp: {"ex3_first_difference": last_difference},
+                fault="an earlier node's output already differs"),
+    WrongAnswer(q3, "the tensor's name, not its node's", lambda tmp: {"ex3_first_difference": first_differing_tensor},
+                fault="a tensor name"),
+    WrongAnswer(q3, "only the final outputs compared", lambda tmp: {"ex3_first_difference": final_outputs_only},
+                fault="an earlier node's output already differs"),
+    WrongAnswer(q3, "the first node, whatever differs", lambda tmp: {"ex3_first_difference": the_first_node_always},
+                fault="whose outputs are the same in both files"),
+    WrongAnswer(q3, "a node name as a string", lambda tmp: {"ex3_first_difference": "node_linear_3"},
+                fault="should be a function"),
+]
+
+
+@pytest.mark.parametrize("wrong", params(WRONG_ANSWERS))
+def test_wrong_answer_is_rejected_naming_its_fault(wrong, tmp_path):
+    assert_rejected(wrong, tmp_path)
+
+
+def test_q3_accepts_the_first_differing_node():
+    outcome = q3.check(ex3_first_difference=first_difference)
     assert outcome, outcome
 
 
-@pytest.mark.parametrize("answer, message", [
-    ("blocks.1.fc2", "further upstream"),
-    ("head", "further upstream"),
-    ("blocks.0.fc1", "agrees with torch"),
-    ("embed", "agrees with torch"),
-    ("blocks.1", "name the innermost module"),
-    ("node_linear_3", "is a name in the ONNX file"),
-    ("linear_3", "is a name in the ONNX file"),
-    ("blocks.2.fc1", "has no module 'blocks.2.fc1'"),
-])
-def test_q3_explains_each_wrong_answer(broken, answer, message):
-    outcome = q3.check(ex3_module=answer)
-    assert outcome.status == "Incorrect" and message in outcome.message, outcome
+def test_q3_the_notebooks_pair_differs_first_at_the_edited_layer(tmp_path):
+    reference, edited, x = edited_mlp(tmp_path / "reference.onnx", tmp_path / "edited.onnx")
+    reader = next(node.name for node in edited.graph.node if "blocks.1.fc1.weight" in node.input)
+    assert first_difference(reference, edited, x) == reader
 
 
-def test_q3_asks_for_the_broken_model_first(monkeypatch):
-    monkeypatch.setattr(lesson05, "_planted", {})
-    outcome = q3.check(ex3_module="embed")
-    assert outcome.status == "Incorrect" and "broken_mlp" in outcome.message
+def test_q3_a_function_that_returns_none_for_a_real_edit_is_told_to_expose_every_node():
+    outcome = q3.check(ex3_first_difference=lambda reference, suspect, x: None)
+    assert outcome.status == "Incorrect" and "every node's outputs" in outcome.message
 
 
 def test_q3_not_attempted_without_the_answer():

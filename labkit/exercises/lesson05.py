@@ -1,11 +1,12 @@
-"""Lesson 05 exercises: a graph by hand, a fixed batch made dynamic by editing the file, a broken layer found.
+"""Lesson 05 exercises: a graph by hand, a fixed batch made dynamic by editing the file, the node an edit broke.
 
-    from labkit.exercises.lesson05 import q1, q2, q3, Q1_WEIGHT, Q1_BIAS, broken_mlp
+    from labkit.exercises.lesson05 import q1, q2, q3, Q1_WEIGHT, Q1_BIAS, edited_mlp
 """
 from __future__ import annotations
 
 import copy
 import warnings
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from ..report import first_line
 from .checks import require_inputs, require_ops, require_type
 from .core import Exercise, Incorrect, bind
 
-__all__ = ["q1", "q2", "q3", "Q1_WEIGHT", "Q1_BIAS", "broken_mlp"]
+__all__ = ["q1", "q2", "q3", "Q1_WEIGHT", "Q1_BIAS", "edited_mlp"]
 
 # q1: y = relu(x @ Q1_WEIGHT.T + Q1_BIAS), the function a Linear(3, 2) + ReLU computes.
 Q1_WEIGHT = np.array([[1.0, -2.0, 0.5], [0.0, 1.0, -1.0]], dtype=np.float32)
@@ -97,8 +98,8 @@ def _check_q2(ex2_model, tiny_path) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ q3
-_FAULTY_MODULE = "blocks.1.fc1"
-_planted: dict = {}
+# The notebook's pair differs in one place; the check plants other edits in its own copy of the network.
+_NOTEBOOK_EDIT = "blocks.1.fc1.weight"
 
 
 def _mlp():
@@ -126,77 +127,101 @@ def _mlp():
     return ResidualMLP().eval()
 
 
-def broken_mlp(broken_path: str | Path):
-    """A small residual MLP, an input for it, and its default-exporter export with one weight corrupted.
-
-    Returns (q3_model, q3_input, broken_path). The file's copy of one square Linear weight is stored
-    transposed, a slip that a converter writing weights by hand makes easily: shapes still fit, numbers do not.
-    """
+@lru_cache(maxsize=1)
+def _exported_mlp() -> bytes:
+    """The residual MLP through the default exporter, serialized (an export takes seconds: done once)."""
     import torch
 
-    model = _mlp()
     x = torch.randn(4, 6, generator=torch.Generator().manual_seed(6))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        proto = torch.onnx.export(model, (x,), dynamo=True, external_data=False, verbose=False).model_proto
-    init = next(i for i in proto.graph.initializer if i.name == f"{_FAULTY_MODULE}.weight")
-    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).T.copy(), init.name))
-    onnx.save(proto, str(broken_path))
-    _planted.update(model=model, input=x, path=Path(broken_path))
-    return model, x, Path(broken_path)
+        proto = torch.onnx.export(_mlp(), (x,), dynamo=True, external_data=False, verbose=False).model_proto
+    return proto.SerializeToString()
 
 
-def _module_outputs(model, x) -> dict:
+def _fresh_mlp() -> onnx.ModelProto:
+    return onnx.load_from_string(_exported_mlp())
+
+
+def _transpose(model: onnx.ModelProto, name: str) -> str:
+    """Store initializer `name` transposed, as a converter writing weights by hand might; returns its reader."""
+    init = next(i for i in model.graph.initializer if i.name == name)
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).T.copy(), name))
+    return next(node.name for node in model.graph.node if name in node.input)
+
+
+def _shift(model: onnx.ModelProto, name: str) -> str:
+    init = next(i for i in model.graph.initializer if i.name == name)
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + np.float32(0.5), name))
+    return next(node.name for node in model.graph.node if name in node.input)
+
+
+def _swap_op(model: onnx.ModelProto, op_type: str, which: int, new_op_type: str) -> str:
+    node = [n for n in model.graph.node if n.op_type == op_type][which]
+    node.op_type = new_op_type
+    del node.attribute[:]
+    return node.name
+
+
+def edited_mlp(reference_path: str | Path, edited_path: str | Path):
+    """A small residual MLP's default export, an edited copy of it that computes something else, and an input.
+
+    Returns (reference, edited, x): two ModelProtos (also saved to the paths) and a torch input.
+    """
     import torch
 
-    seen, hooks = {}, []
-    for name, module in model.named_modules():
-        hooks.append(module.register_forward_hook(
-            lambda mod, args, out, name=name: seen.update({name: out.detach().clone()})))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return seen
+    reference, edited = _fresh_mlp(), _fresh_mlp()
+    _transpose(edited, _NOTEBOOK_EDIT)
+    onnx.save(reference, str(reference_path))
+    onnx.save(edited, str(edited_path))
+    return reference, edited, torch.randn(4, 6, generator=torch.Generator().manual_seed(6))
 
 
-def _diverging_modules(model, x) -> set[str]:
-    """Modules whose output changes when the planted fault is applied to torch itself (an independent truth)."""
+def _q3_cases():
+    """(what was edited, the edit) for the check's own copies: places the notebook's pair does not show."""
+    return [
+        ("the second Linear of block 0 stores its weight transposed", lambda m: _transpose(m, "blocks.0.fc2.weight")),
+        ("block 1's residual Add became a Sub", lambda m: _swap_op(m, "Add", 1, "Sub")),
+        ("the head's bias moved by 0.5", lambda m: _shift(m, "head.bias")),
+        ("block 0's Gelu became a Relu", lambda m: _swap_op(m, "Gelu", 0, "Relu")),
+        ("nothing: the two files are equal", None),
+    ]
+
+
+def _check_q3(ex3_first_difference) -> str:
     import torch
 
-    broken = copy.deepcopy(model)
-    weight = dict(broken.named_modules())[_FAULTY_MODULE].weight
-    with torch.no_grad():
-        weight.copy_(weight.T.clone())
-    clean, faulty = _module_outputs(model, x), _module_outputs(broken, x)
-    return {name for name in clean if not torch.allclose(clean[name], faulty[name], atol=1e-4, rtol=1e-3)}
-
-
-def _check_q3(ex3_module) -> str:
-    require_type("ex3_module", ex3_module, str)
-    if "path" not in _planted or not _planted["path"].is_file():
-        raise Incorrect("run the cell that calls broken_mlp(...) first: it writes the broken model")
-    model, x = _planted["model"], _planted["input"]
-    if ex3_module == _FAULTY_MODULE:
-        return (f"{_FAULTY_MODULE!r}: the first module whose output leaves torch's, while its input still agrees "
-                "(the file stores its weight transposed)")
-    modules = dict(model.named_modules())
-    if ex3_module not in modules:
-        graph = onnx.load(str(_planted["path"]), load_external_data=False).graph
-        if ex3_module in {n.name for n in graph.node} | {o for n in graph.node for o in n.output}:
-            raise Incorrect(f"{ex3_module!r} is a name in the ONNX file; give the torch module that it belongs to, "
-                            "as q3_model.named_modules() spells it (e.g. 'embed')")
-        raise Incorrect(f"q3_model has no module {ex3_module!r}; its modules are "
-                        f"{', '.join(repr(m) for m in modules if m)}")
-    if _FAULTY_MODULE.startswith(ex3_module + ".") or ex3_module == "":
-        raise Incorrect(f"{ex3_module or 'the whole model'!r} contains the faulty layer, but so do other layers "
-                        "that agree with torch: name the innermost module, the first one whose output fails")
-    if ex3_module in _diverging_modules(model, x):
-        raise Incorrect(f"{ex3_module!r} does differ from torch, but so does what it reads: the fault is further "
-                        "upstream (walk the graph in order and stop at the first failure)")
-    raise Incorrect(f"{ex3_module!r} agrees with torch: the fault is further downstream")
+    if not callable(ex3_first_difference):
+        raise Incorrect(f"`ex3_first_difference` should be a function (reference, suspect, x) -> a node name or "
+                        f"None, but it is a {type(ex3_first_difference).__name__}: {ex3_first_difference!r:.60}")
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(55))  # new values, not the notebook's input
+    for what, edit in _q3_cases():
+        reference, suspect = _fresh_mlp(), _fresh_mlp()
+        want = edit(suspect) if edit else None
+        nodes = [node.name for node in suspect.graph.node]
+        got = ex3_first_difference(_fresh_mlp(), copy.deepcopy(suspect), x.clone())
+        if got == want:
+            continue
+        if want is None:
+            raise Incorrect(f"for two equal files your function returned {got!r}: when no node's output differs, "
+                            "return None")
+        if got is None:
+            raise Incorrect(f"in a copy where {what}, your function returned None, but the outputs differ: compare "
+                            "every node's outputs (all intermediates exposed), not only what the graph returns")
+        if got not in nodes:
+            writer = next((node.name for node in suspect.graph.node if got in node.output), None)
+            if writer is not None:
+                raise Incorrect(f"in a copy where {what}, your function returned {got!r}, a tensor name: return the "
+                                f"name of the node that writes it (node.name, here {writer!r})")
+            raise Incorrect(f"in a copy where {what}, your function returned {got!r}, which names no node of the "
+                            "suspect file")
+        if nodes.index(got) > nodes.index(want):
+            raise Incorrect(f"in a copy where {what}, your function returned {got!r}, but an earlier node's output "
+                            "already differs: walk the nodes in graph order and stop at the first difference")
+        raise Incorrect(f"in a copy where {what}, your function returned {got!r}, whose outputs are the same in both "
+                        "files (within atol=1e-4, rtol=1e-3): a node differs only when its output does")
+    return ("the first differing node found in four edited copies of a network you did not see (a transposed "
+            "weight, an Add turned Sub, a Gelu turned Relu, a moved bias), and None for two equal files")
 
 
 q1, q2, q3 = bind("05_onnx_construction", [
@@ -228,16 +253,19 @@ q1, q2, q3 = bind("05_onnx_construction", [
         ],
     ),
     Exercise(
-        title="Which layer is broken?",
-        answers=["ex3_module"],
+        title="Which node did the edit break?",
+        kind="transfer",
+        answers=["ex3_first_difference"],
         check=_check_q3,
         hints=[
-            "The walk of section 6 works on any model exported with module scopes: "
-            "first_divergence(q3_model, onnx.load(q3_path), q3_input).",
-            "The node it returns writes a tensor; torch_counterparts(proto, dict(q3_model.named_modules())) maps "
-            "that tensor to its module. labkit.find_divergence(q3_model, q3_path, q3_input) names it too, in the "
-            "torch column of its first FAILED row.",
-            "ex3_module is the module of the first FAILED row, without ' output', e.g. 'blocks.0.fc2'.",
+            "No torch model this time: the reference *file* is the truth. Section 6's first step still applies to "
+            "both files: `onnx_intermediates(proto, x)` runs one copy with every node output exposed.",
+            "The two files are the same graph, so a tensor has the same name in both: pair the two dicts of "
+            "intermediates by name, no module scopes needed. Walk `suspect.graph.node` in order (a topological "
+            "order) and compare each node's outputs with np.allclose(..., atol=1e-4, rtol=1e-3).",
+            "expected, got = onnx_intermediates(reference, x), onnx_intermediates(suspect, x); for node in "
+            "suspect.graph.node: if any(not np.allclose(got[t], expected[t], atol=1e-4, rtol=1e-3) for t in "
+            "node.output): return node.name — and return None after the loop.",
         ],
     ),
 ])
