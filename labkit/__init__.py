@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from .childenv import telemetry_off
+
+__version__ = "0.1.0"  # written only here: pyproject.toml reads it
+telemetry_off()  # before a lesson, a test or the CLI imports onnxruntime, which reads it once: offline on every route
 
 _EXPORTS = {
     "make_session": "backends", "prepare_inputs": "backends", "run_onnx": "backends", "run_torch": "backends",
@@ -19,6 +22,7 @@ _EXPORTS = {
     "op_counts": "inspect", "op_label": "inspect", "summarize": "inspect",
     "OnnxFile": "onnxfile", "input_specs": "onnxfile", "load_model": "onnxfile", "output_specs": "onnxfile",
     "PASSED": "report", "FAILED": "report", "format_table": "report", "status": "report",
+    "clean_env": "childenv", "kernel_env": "childenv",
     "expect_error": "notebook", "short_warnings": "notebook", "hide_native_stdout": "notebook",
     "capture_native_stdout": "notebook",
     "artifacts_dir": "paths", "data_path": "paths", "display_path": "paths", "repo_root": "paths",

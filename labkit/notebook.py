@@ -1,4 +1,7 @@
-"""Notebook plumbing: expected errors that never stop Run All, and warnings without machine paths."""
+"""Notebook plumbing: expected errors that never stop Run All, warnings without machine paths, native output.
+
+`clean_env` (a child process's environment) lives in labkit.childenv; Lesson 00 imports it from here.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -9,9 +12,11 @@ import tempfile
 import warnings
 from types import TracebackType
 
+from .childenv import clean_env
 from .report import first_line
 
-__all__ = ["expect_error", "ExpectedError", "short_warnings", "hide_native_stdout", "capture_native_stdout"]
+__all__ = ["expect_error", "ExpectedError", "short_warnings", "hide_native_stdout", "capture_native_stdout",
+           "clean_env"]
 
 
 class ExpectedError:
@@ -110,27 +115,3 @@ def capture_native_stdout():
             os.close(saved)
             log.seek(0)
             captured.text = log.read()
-
-
-def clean_env(**overrides: str | None) -> dict[str, str]:
-    """`os.environ` for a child process (pytest, a kernel, the CLI) whose output a lesson shows or a test checks.
-
-    Leaves out what the caller's own run would make that child print differently: pytest's options and plugins
-    (every `PYTEST_*`, e.g. a CI's `PYTEST_ADDOPTS=--junitxml=...`), the CI flags that make pytest print full
-    diffs (`CI`, `BUILD_NUMBER`), the terminal size (`COLUMNS`, `LINES`: pytest, argparse), colour switches
-    (`NO_COLOR`, `FORCE_COLOR`, `PY_COLORS`, `CLICOLOR*`, which a Jupyter kernel sets itself) and
-    `PYTHONWARNINGS`. Sets `TERM=dumb`, one UTF-8 locale (`LC_ALL`/`LANG` = `C.UTF-8`) and ONNX Runtime's
-    telemetry off. Keyword arguments set more variables; a value of None removes one:
-    `subprocess.run([...], env=clean_env(), ...)`.
-    """
-    dropped = {"CI", "BUILD_NUMBER", "COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "PY_COLORS",
-               "PYTHONWARNINGS", "LANGUAGE"}
-    env = {name: value for name, value in os.environ.items()
-           if name not in dropped and not name.startswith(("PYTEST_", "CLICOLOR", "LC_"))}
-    env.update(TERM="dumb", LC_ALL="C.UTF-8", LANG="C.UTF-8", ORT_DISABLE_TELEMETRY="1")
-    for name, value in overrides.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = str(value)
-    return env

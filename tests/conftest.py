@@ -1,22 +1,17 @@
 """Shared fixtures: tiny ONNX models built by hand, so most unit tests need no exporter."""
 from __future__ import annotations
 
-# --- The environment of this run, and of every kernel nbval starts (kernels inherit this process's os.environ).
-# First, before anything below imports onnxruntime: ONNX Runtime reads ORT_DISABLE_TELEMETRY once, at import
-# (set later, it has no effect; `make setup` also sets it for every Python of the venv with a .pth file).
+# --- The environment of this run, and of every kernel nbval starts (kernels inherit this process's os.environ):
+# labkit.childenv decides it. Importing labkit turns ONNX Runtime's telemetry off before anything below imports
+# onnxruntime; kernel_env() leaves out what a caller (a CI, a terminal) sets that changes a checked output. CI and
+# BUILD_NUMBER stay, so this run's own report shows full diffs on a CI (clean_env() drops them for a child pytest).
 import os
 
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-# Variables a caller (a CI, a terminal) sets that were shown to change a checked output: the inner pytest of
-# Lesson 00 reads PYTEST_ADDOPTS/PYTEST_PLUGINS (already read by this run, so dropping them changes nothing here);
-# COLUMNS/LINES re-wrap argparse help and pytest reports; PYTHONWARNINGS hides or raises the warnings lessons show.
-# NO_COLOR/PY_COLORS reach a child pytest through the kernel (which sets TERM and FORCE_COLOR itself). CI and
-# BUILD_NUMBER stay, so this run's own report shows full diffs on a CI; labkit.notebook.clean_env() drops them
-# for the children a lesson starts. One UTF-8 locale, so tools a lesson runs (gcc) speak the same language.
-for _name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "COLUMNS", "LINES", "PYTHONWARNINGS", "NO_COLOR", "PY_COLORS",
-              "LANGUAGE"):
-    os.environ.pop(_name, None)
-os.environ.update(LC_ALL="C.UTF-8", LANG="C.UTF-8")
+from labkit.childenv import kernel_env
+
+_environment = kernel_env()
+os.environ.clear()
+os.environ.update(_environment)
 # Under pytest-xdist (`make test`: -n 2), each worker and the kernels it starts get their share of the cores for
 # torch's intra-op threads (OMP_NUM_THREADS, read when torch starts its thread pool), so two kernels do not fight
 # over two cores. A value set by the caller wins; Lesson 06 sets its own thread counts for its measurements.

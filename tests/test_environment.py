@@ -1,12 +1,13 @@
-"""The environment the kit runs in: offline ONNX Runtime, and children that do not inherit the caller's settings.
+"""The environment the kit runs in (labkit.childenv decides it): the lock, `make setup` on machines unlike this one,
+offline ONNX Runtime, and kernels and children that do not inherit the caller's settings.
 
-- ONNX Runtime's telemetry is off in every process of the kit's venv (`make setup` writes a `.pth` file that sets
-  ORT_DISABLE_TELEMETRY=1 before anything can import onnxruntime): no DNS look-up, nothing written under
-  ~/.cache/Microsoft. Each probe runs with HOME in a temporary folder, so the user's own cache is never touched,
-  and each has a control run with telemetry on that shows the probe does see telemetry.
-- `labkit.notebook.clean_env()` gives a child pytest (Lesson 00's inner nbval run) the same output whatever the
-  outer run was started with (a CI's PYTEST_ADDOPTS=--junitxml=..., CI=true, COLUMNS).
-- tests/conftest.py neutralises, for the kernels nbval starts, the variables that change a checked output.
+- ONNX Runtime's telemetry is off on every route to the kit: `import labkit` sets ORT_DISABLE_TELEMETRY=1 (probed in
+  a Python that has no .pth file, as a conda or pip environment made without make), and `make setup` writes a `.pth`
+  file that sets it in every Python of its venv. No DNS look-up, nothing written under ~/.cache/Microsoft. Each probe
+  runs with HOME in a temporary folder, so the user's own cache is never touched, and each has a control run (the
+  same Python, labkit not imported) that shows the probe does see telemetry.
+- `kernel_env()` gives a kernel (nbval's, `labkit run`'s) and `clean_env()` a child pytest (Lesson 00's inner nbval
+  run) the same output whatever the outer run was started with (a CI's PYTEST_ADDOPTS=--junitxml=..., COLUMNS).
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit.notebook import clean_env
+from labkit import lessons
+from labkit.childenv import clean_env, kernel_env
 from labkit.report import strip_ansi
 
 PTH_NAME = "labkit-offline.pth"
@@ -55,24 +57,18 @@ CI_MARKERS = ("CI", "TF_BUILD", "GITHUB_ACTIONS", "GITLAB_CI", "CIRCLECI", "TRAV
               "CODEBUILD_BUILD_ID", "BUILDKITE", "TEAMCITY_VERSION", "APPVEYOR", "BITBUCKET_BUILD_NUMBER")
 
 
-def _session_env(home: Path, telemetry: str | None) -> dict[str, str]:
-    """The environment of the probed process: HOME is a temporary folder; ORT_DISABLE_TELEMETRY as given; no CI
-    markers, so telemetry is off only because the kit says so."""
-    env = {name: value for name, value in os.environ.items()
-           if name != "ORT_DISABLE_TELEMETRY" and name not in CI_MARKERS}
-    env["HOME"] = str(home)
-    if telemetry is not None:
-        env["ORT_DISABLE_TELEMETRY"] = telemetry
-    return env
-
-
-def _start_session(home: Path, telemetry: str | None, seconds: float, trace: Path | None = None) -> subprocess.Popen:
+def _start_session(home: Path, seconds: float, *, import_labkit: bool, trace: Path | None = None) -> subprocess.Popen:
+    """The session script in a Python without site's .pth files (`-S`: no `make setup` here, as on the conda or pip
+    route), HOME in a temporary folder, no ORT_DISABLE_TELEMETRY and no CI marker: telemetry is off only if labkit,
+    imported first as `import_labkit` says, turns it off."""
     home.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-c", SESSION_SCRIPT, str(seconds)]
+    script = ("import labkit\n" if import_labkit else "") + SESSION_SCRIPT
+    command = [sys.executable, "-S", "-c", script, str(seconds)]
     if trace is not None:
         command = [STRACE, "-f", "-qq", "-s", "64", "-e", "trace=%network,openat", "-o", str(trace), *command]
-    return subprocess.Popen(command, env=_session_env(home, telemetry), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    site = os.pathsep.join(dict.fromkeys([str(ROOT), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]))
+    env = clean_env(HOME=str(home), PYTHONPATH=site, ORT_DISABLE_TELEMETRY=None, **dict.fromkeys(CI_MARKERS))
+    return subprocess.Popen(command, cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _finish(process: subprocess.Popen) -> str:
@@ -195,6 +191,12 @@ def test_make_setup_from_a_wheelhouse_passes_each_path_as_one_argument_where_the
 # --- ONNX Runtime telemetry --------------------------------------------------------------------------------------
 
 
+# A venv `make setup` made (it touches this stamp last): it must have the .pth; other routes have none.
+made_by_make_setup = pytest.mark.skipif(not (Path(sys.prefix) / ".labkit-installed").exists(),
+                                        reason="this environment was not made by `make setup`, which writes the .pth")
+
+
+@made_by_make_setup
 def test_every_python_of_the_venv_turns_ort_telemetry_off():
     """`make setup` wrote the .pth file, so kernels (nbval's, `labkit run`'s, JupyterLab's) and the CLI get the flag."""
     pth = Path(sysconfig.get_path("purelib")) / PTH_NAME
@@ -209,6 +211,7 @@ def test_every_python_of_the_venv_turns_ort_telemetry_off():
     assert chosen.stdout.strip() == "0", chosen.stdout + chosen.stderr
 
 
+@made_by_make_setup
 def test_a_kernel_started_from_the_venvs_kernelspec_has_telemetry_off(monkeypatch):
     """The kernel JupyterLab (`make lab`) and `labkit run` start: the venv's `python3` kernelspec, not this process."""
     import nbclient
@@ -220,21 +223,16 @@ def test_a_kernel_started_from_the_venvs_kernelspec_has_telemetry_off(monkeypatc
     assert notebook.cells[0].outputs[0]["text"] == "1\n"
 
 
-def test_this_test_process_has_telemetry_off_before_onnxruntime_is_imported():
-    """tests/conftest.py sets it too, for a venv made without `make setup`; ORT reads it once, at import."""
-    assert os.environ.get("ORT_DISABLE_TELEMETRY") == "1"
-
-
-def test_an_ort_session_writes_nothing_under_the_users_cache(tmp_path):
-    """With the kit's environment, no telemetry database; the control (telemetry on) writes one at once."""
-    kit = _start_session(tmp_path / "kit-home", telemetry=None, seconds=0)
-    control = _start_session(tmp_path / "control-home", telemetry="0", seconds=0)
+def test_an_ort_session_after_import_labkit_writes_nothing_under_the_users_cache_on_every_route(tmp_path):
+    """No .pth (`python -S`): importing labkit first is enough; the control (labkit not imported) writes at once."""
+    kit = _start_session(tmp_path / "kit-home", seconds=0, import_labkit=True)
+    control = _start_session(tmp_path / "control-home", seconds=0, import_labkit=False)
     _finish(kit)
     _finish(control)
     written = sorted(p.relative_to(tmp_path / "control-home").as_posix()
                      for p in (tmp_path / "control-home").rglob("*") if p.is_file())
     assert any(name.startswith(TELEMETRY_DIR) and name.endswith(".db") for name in written), (
-        f"the control run (telemetry on) wrote no telemetry database, so this probe proves nothing (a CI marker "
+        f"the control run (labkit not imported) wrote no telemetry database, so this probe proves nothing (a CI marker "
         f"not in CI_MARKERS?): {written}")
     assert not (tmp_path / "kit-home" / TELEMETRY_DIR).exists(), sorted(
         p.as_posix() for p in (tmp_path / "kit-home").rglob("*"))
@@ -244,15 +242,15 @@ def test_an_ort_session_writes_nothing_under_the_users_cache(tmp_path):
 @pytest.mark.skipif(STRACE is None, reason="strace not installed (Debian: apt-get install -y strace); "
                                            "this test traces the session's system calls to see DNS look-ups")
 def test_an_ort_session_makes_no_dns_look_up(tmp_path):
-    """strace both runs for 12 s: the control (telemetry on) looks a host up within about 9 s; the kit's never."""
+    """strace both runs for 12 s (no .pth, as above): the control looks a host up within about 9 s; the kit's never."""
     kit_trace, control_trace = tmp_path / "kit.strace", tmp_path / "control.strace"
-    kit = _start_session(tmp_path / "kit-home", telemetry=None, seconds=12, trace=kit_trace)
-    control = _start_session(tmp_path / "control-home", telemetry="0", seconds=12, trace=control_trace)
+    kit = _start_session(tmp_path / "kit-home", seconds=12, import_labkit=True, trace=kit_trace)
+    control = _start_session(tmp_path / "control-home", seconds=12, import_labkit=False, trace=control_trace)
     _finish(kit)
     _finish(control)
     control_calls = [line for line in control_trace.read_text().splitlines() if DNS_CALL.search(line)]
     if not control_calls:
-        pytest.fail("the control run (telemetry on) made no DNS look-up within 12 s, so this probe proves nothing; "
+        pytest.fail("the control run (labkit not imported) made no DNS look-up within 12 s, so this probe proves nothing; "
                     "has ONNX Runtime changed how it uploads telemetry, or does it see a CI marker not in CI_MARKERS?")
     kit_lines = kit_trace.read_text().splitlines()
     assert not [line for line in kit_lines if DNS_CALL.search(line)], "a DNS look-up with telemetry off"
@@ -313,6 +311,7 @@ def test_clean_env_leaves_out_what_changes_a_childs_output(monkeypatch):
                         "LANGUAGE": "de", "LC_MESSAGES": "de_DE.UTF-8", "TERM": "xterm-color",
                         "KEEP_ME": "yes"}.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.delenv("ORT_DISABLE_TELEMETRY", raising=False)
     env = clean_env()
     assert not [name for name in env if name.startswith(("PYTEST_", "CLICOLOR", "LC_MESSAGES"))]
     for name in [*HOSTILE, "LINES", "FORCE_COLOR", "PY_COLORS", "BUILD_NUMBER", "LANGUAGE"]:
@@ -348,8 +347,32 @@ def test_lesson_00_inner_pytest_ignores_the_callers_pytest_settings(tmp_path, mo
     assert not junit.exists(), "the inner run wrote the outer run's JUnit file"
 
 
-def test_conftest_neutralised_this_process_for_the_kernels_it_starts():
-    """nbval's kernels inherit this process's environment; tests/conftest.py removed what changes their outputs."""
-    for name in ["PYTEST_ADDOPTS", "PYTEST_PLUGINS", "COLUMNS", "LINES", "PYTHONWARNINGS", "NO_COLOR", "PY_COLORS"]:
-        assert name not in os.environ, name
-    assert os.environ["LC_ALL"] == "C.UTF-8"
+def test_kernel_env_leaves_out_what_changes_a_kernels_output_and_keeps_the_rest(monkeypatch):
+    for name, value in {**HOSTILE, "PYTEST_ADDOPTS": "-x", "PYTEST_PLUGINS": "p", "LINES": "5", "FORCE_COLOR": "1",
+                        "PY_COLORS": "1", "CLICOLOR_FORCE": "1", "LANGUAGE": "de", "LC_MESSAGES": "de_DE.UTF-8",
+                        "PYTEST_XDIST_WORKER": "gw0", "KEEP_ME": "yes"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("ORT_DISABLE_TELEMETRY", raising=False)
+    env = kernel_env()
+    for name in ["COLUMNS", "NO_COLOR", "PYTHONWARNINGS", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "LINES", "FORCE_COLOR",
+                 "PY_COLORS", "CLICOLOR_FORCE", "LANGUAGE", "LC_MESSAGES"]:
+        assert name not in env, name
+    assert (env["LC_ALL"], env["LANG"], env["ORT_DISABLE_TELEMETRY"]) == ("C.UTF-8", "C.UTF-8", "1")
+    # CI stays, so the outer run's own report shows full diffs on a CI; xdist's worker name stays for its workers.
+    assert (env["CI"], env["PYTEST_XDIST_WORKER"], env["KEEP_ME"]) == ("true", "gw0", "yes")
+    assert kernel_env(ORT_DISABLE_TELEMETRY="0")["ORT_DISABLE_TELEMETRY"] == "0", "a caller may choose telemetry"
+    assert os.environ["COLUMNS"] == "40" and "ORT_DISABLE_TELEMETRY" not in os.environ, "os.environ is not changed"
+
+
+def test_labkit_run_starts_its_kernel_in_kernel_env(tmp_path, monkeypatch):
+    """`labkit run` (and `make refresh`, which saves what is committed) gives its kernel what nbval's kernels get."""
+    for name, value in {**HOSTILE, "LANGUAGE": "de"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("ORT_DISABLE_TELEMETRY", raising=False)
+    names = ["COLUMNS", "NO_COLOR", "PYTHONWARNINGS", "LANGUAGE", "LC_ALL", "ORT_DISABLE_TELEMETRY"]
+    path = tmp_path / "00_env.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        f"import os\nprint([os.environ.get(name) for name in {names!r}])")]), path)
+    assert lessons.run_notebook(path, inplace=True, timeout=120).ok
+    printed = nbformat.read(path, as_version=4).cells[0].outputs[0]["text"]
+    assert printed == "[None, None, None, None, 'C.UTF-8', '1']\n"

@@ -5,7 +5,6 @@ an operator that an opset-20 model uses, and a notebook test that fails and is f
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -164,11 +163,9 @@ def write_drifting_notebook(path: str | Path) -> Path:
 
 
 def _inner_env() -> dict[str, str]:
-    """The environment for an inner pytest run: without the outer run's PYTEST_* settings (e.g. PYTEST_ADDOPTS)."""
-    try:
-        from ..notebook import clean_env
-    except ImportError:
-        return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    """The environment for an inner pytest run (labkit.childenv decides it): no outer PYTEST_*, CI or COLUMNS."""
+    from ..childenv import clean_env
+
     return clean_env()
 
 

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import nbformat
 
+from labkit.childenv import kernel_env
 from labkit.lessons import lesson_notebooks  # one pattern for the runner, the learner copies and the tests
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,8 +39,6 @@ NOTEBOOK_TIMEOUT = float(os.environ.get("LABKIT_BROWSER_NOTEBOOK_TIMEOUT", "600"
 STARTUP_TIMEOUT = 120.0
 PAGE_TIMEOUT = 90.0
 CHECK_CALL = re.compile(r"^\s*q\d+\.check\(\)\s*$")
-# Variables of the outer pytest run that must not reach the kernels (Lesson 00 runs an inner pytest).
-_DROPPED_ENV = re.compile(r"^(PYTEST_.*|LABKIT_BROWSER_TESTS|_PYTEST_.*)$")
 
 
 def _alive(pid: int) -> bool:
@@ -142,15 +141,15 @@ class LabServer:
         for sub in ("config", "data", "runtime", "ipython", "workspaces"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         venv_bin = Path(sys.executable).parent
-        env = {k: v for k, v in os.environ.items() if not _DROPPED_ENV.match(k)}
-        env.update(
+        env = kernel_env(  # the kernels get what nbval's kernels get (labkit.childenv decides it)
+            LABKIT_BROWSER_TESTS=None,
             JUPYTER_TOKEN=self.token,
             JUPYTER_CONFIG_DIR=str(self.home / "config"),
             JUPYTER_DATA_DIR=str(self.home / "data"),
             JUPYTER_RUNTIME_DIR=str(self.home / "runtime"),
             JUPYTER_PREFER_ENV_PATH="1",
             IPYTHONDIR=str(self.home / "ipython"),
-            PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",  # ninja and jupyter for the kernels too
+            PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",  # ninja and jupyter for the kernels too
         )
         command = [
             sys.executable, "-m", "jupyterlab", "--no-browser",
