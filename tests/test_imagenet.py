@@ -105,6 +105,18 @@ def test_alexnet_names_the_fix_for_a_damaged_cache_file(hub):
         imagenet.alexnet()
 
 
+def test_cached_weights_holding_nan_are_refused_not_loaded(hub):
+    import torchvision
+
+    state = torchvision.models.alexnet(weights=None).state_dict()
+    state["classifier.6.bias"][7] = float("nan")
+    hub.mkdir(parents=True)
+    torch.save(state, hub / "alexnet-owt-7be5be79.pth")
+    with pytest.raises(RuntimeError, match=r"holds NaN or infinity in 1 tensor \(e.g. 'classifier.6.bias'\): "
+                                           r"delete it and run `labkit fetch-weights`"):
+        imagenet.alexnet()
+
+
 def _no_network(url, dst, *args, **kwargs):
     raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
 
