@@ -1,6 +1,10 @@
 """Lesson 06's exercises: the right answers are Correct, plausible wrong ones Incorrect with the reason."""
+import copy
+import functools
 import io
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,6 +16,7 @@ from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantT
 
 from labkit import measure
 from labkit.exercises.lesson06 import q1, q2, q3, token_mlp, trap_cnn
+from wrong_answers import WrongAnswer, assert_rejected, params
 
 
 class Reader(CalibrationDataReader):
@@ -20,6 +25,11 @@ class Reader(CalibrationDataReader):
 
     def get_next(self):
         return next(self.batches, None)
+
+
+@functools.lru_cache(maxsize=None)
+def _folder() -> Path:
+    return Path(tempfile.mkdtemp(prefix="lesson06_answers_"))
 
 
 def _export(model, example, path, input_name, output_name, dynamic):
@@ -42,10 +52,10 @@ def _session(path, threads=1, level=ort.GraphOptimizationLevel.ORT_ENABLE_EXTEND
 
 # --------------------------------------------------------------------------- q1
 
-@pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    """A tiny stand-in for the lesson's fp32 EfficientNet: input 'image', 1000 logits; and an int8 copy of it."""
-    folder = tmp_path_factory.mktemp("lesson06_q1")
+@functools.lru_cache(maxsize=None)
+def classifier():
+    """A tiny stand-in for the lesson's fp32 EfficientNet (input 'image', 1000 logits), an int8 copy, another model."""
+    folder = _folder()
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                                 torch.nn.Flatten(), torch.nn.Linear(8, 1000)).eval()
@@ -53,114 +63,87 @@ def classifier(tmp_path_factory):
     int8 = folder / "classifier_int8.onnx"
     quantize_static(fp32, int8, Reader("image", np.random.default_rng(0).random((16, 3, 16, 16), dtype=np.float32)),
                     quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return {"fp32": fp32, "int8": int8}
+    other = _export(torch.nn.Linear(4, 2).eval(), torch.rand(2, 4), folder / "other.onnx", "x", "y", {0: "batch"})
+    return {"fp32": fp32, "int8": int8, "other": other}
 
 
-def test_q1_not_attempted_without_the_variable(classifier):
-    assert repr(q1.check(onnx_path=classifier["fp32"])).startswith("Not attempted (Exercise 1 — Knobs on one session): "
-                                                                    "set `ex1_session`")
+def _q1(session):
+    return lambda tmp: {"ex1_session": session(), "onnx_path": classifier()["fp32"]}
 
 
-def test_q1_without_the_lessons_model_asks_to_run_the_cells_above(classifier):
-    outcome = q1.check(ex1_session=_session(classifier["fp32"]))
-    assert not outcome and "`onnx_path` comes from the lesson's cells above" in repr(outcome)
-
-
-def test_q1_a_path_instead_of_a_session_is_incorrect(classifier):
-    outcome = q1.check(ex1_session=str(classifier["fp32"]), onnx_path=classifier["fp32"])
-    assert not outcome and "`ex1_session` should be a InferenceSession" in repr(outcome)
-
-
-def test_q1_two_threads_are_incorrect(classifier):
-    outcome = q1.check(ex1_session=_session(classifier["fp32"], threads=2), onnx_path=classifier["fp32"])
-    assert not outcome and "intra_op_num_threads=2" in repr(outcome)
-
-
-def test_q1_the_default_level_is_incorrect(classifier):
-    outcome = q1.check(ex1_session=_session(classifier["fp32"], level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
-                       onnx_path=classifier["fp32"])
-    assert not outcome and "ORT_ENABLE_ALL; it should be ORT_ENABLE_EXTENDED" in repr(outcome)
-
-
-def test_q1_another_model_is_incorrect(affine_path, classifier):
-    outcome = q1.check(ex1_session=_session(affine_path), onnx_path=classifier["fp32"])
-    assert not outcome and "build it from the fp32 EfficientNet" in repr(outcome)
-
-
-def test_q1_a_quantized_model_is_incorrect(classifier):
-    outcome = q1.check(ex1_session=_session(classifier["int8"]), onnx_path=classifier["fp32"])
-    assert not outcome and "not from a quantized one" in repr(outcome)
-
-
-def test_q1_the_solution_is_correct(classifier):
-    outcome = q1.check(ex1_session=_session(classifier["fp32"]), onnx_path=classifier["fp32"])
+def test_q1_the_solution_is_correct():
+    outcome = q1.check(ex1_session=_session(classifier()["fp32"]), onnx_path=classifier()["fp32"])
     assert outcome, repr(outcome)
+
+
+def test_q1_without_the_lessons_model_asks_to_run_the_cells_above():
+    outcome = q1.check(ex1_session=_session(classifier()["fp32"]))
+    assert not outcome and "`onnx_path` comes from the lesson's cells above" in repr(outcome)
 
 
 # --------------------------------------------------------------------------- q2
 
-@pytest.fixture(scope="module")
-def trap(tmp_path_factory):
-    """trap_cnn() exported and pre-processed, its conv names, and a quantize(name, **options) helper."""
-    folder = tmp_path_factory.mktemp("lesson06_q2")
-    model, calibration, test = trap_cnn()
-    fp32 = _export(model, torch.from_numpy(test[:2]), folder / "trap.onnx", "image", "logits", {0: "batch"})
-    pre = folder / "trap_pre.onnx"
-    quant_pre_process(fp32, pre, skip_symbolic_shape=True)
-    convs = [node.name for node in onnx.load(pre).graph.node if node.op_type == "Conv"]
-    ranges = folder / "ranges.json"
+class InMetres(torch.nn.Module):
+    """The fix at the cause: the model takes millimetres and converts depth to metres in a float Mul."""
 
-    def quantize(name, **options):
+    def __init__(self, inner):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor([1.0, 1.0, 1.0, 1e-3]).reshape(1, 4, 1, 1))
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x * self.scale)
+
+
+def _metres_inside(model):
+    inner = copy.deepcopy(model)
+    with torch.no_grad():
+        inner[0].weight[:, 3] *= 1000.0
+    return inner.eval()
+
+
+@functools.lru_cache(maxsize=None)
+def trap():
+    """trap_cnn() exported and pre-processed, as it is and with the unit fixed inside; quantize(...) builds a file."""
+    folder = _folder()
+    model, calibration, test = trap_cnn()
+    example = torch.from_numpy(test[:2])
+    pre = {}
+    for name, network in [("plain", model), ("in_metres", InMetres(_metres_inside(model)).eval()),
+                          ("takes_metres", _metres_inside(model))]:
+        fp32 = _export(network, example, folder / f"trap_{name}.onnx", "image", "logits", {0: "batch"})
+        pre[name] = folder / f"trap_{name}_pre.onnx"
+        quant_pre_process(fp32, pre[name], skip_symbolic_shape=True)
+    metres = calibration.copy()
+    metres[:, 3] /= 1000.0
+
+    def quantize(source, name, images=calibration, **options):
         path = folder / name
-        quantize_static(pre, path, Reader("image", calibration), quant_format=QuantFormat.QDQ,
+        quantize_static(pre[source], path, Reader("image", images), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibration_cache_path=ranges, **{"per_channel": True, **options})
+                        **{"per_channel": True, **options})
         return path
 
-    return {"convs": convs, "quantize": quantize}
+    convs = [node.name for node in onnx.load(pre["plain"]).graph.node if node.op_type == "Conv"]
+    return {"pre": pre, "convs": convs, "quantize": quantize, "metres": metres}
 
 
-def test_q2_not_attempted_without_the_variables():
-    assert repr(q2.check()).startswith("Not attempted (Exercise 2 — The layer int8 breaks, in another network): set "
-                                       "`ex2_layer`, `ex2_path`")
+def _q2(build):
+    return lambda tmp: {"ex2_path": build(trap())}
 
 
-def test_q2_every_layer_in_int8_is_incorrect(trap):
-    path = trap["quantize"]("all_int8.onnx")
-    outcome = q2.check(ex2_layer=trap["convs"][0], ex2_path=path)
-    assert not outcome and "every convolution in `ex2_path` is int8" in repr(outcome)
-
-
-def test_q2_another_layer_in_float_is_incorrect(trap):
-    path = trap["quantize"]("wrong_layer.onnx", nodes_to_exclude=[trap["convs"][2]])
-    outcome = q2.check(ex2_layer=trap["convs"][2], ex2_path=path)
-    assert not outcome and "is not the layer whose int8 version costs most" in repr(outcome)
-
-
-def test_q2_two_layers_in_float_are_incorrect(trap):
-    path = trap["quantize"]("two_float.onnx", nodes_to_exclude=trap["convs"][:2])
-    outcome = q2.check(ex2_layer=trap["convs"][0], ex2_path=path)
-    assert not outcome and "2 convolutions stayed in float" in repr(outcome)
-
-
-def test_q2_a_name_that_is_not_the_float_layer_is_incorrect(trap):
-    path = trap["quantize"]("mixed_for_name.onnx", nodes_to_exclude=[trap["convs"][0]])
-    outcome = q2.check(ex2_layer=trap["convs"][1], ex2_path=path)
-    assert not outcome and "the convolution kept in float in `ex2_path` is" in repr(outcome)
-
-
-def test_q2_the_solution_is_correct(trap):
-    path = trap["quantize"]("mixed.onnx", nodes_to_exclude=[trap["convs"][0]])
-    outcome = q2.check(ex2_layer=trap["convs"][0], ex2_path=path)
+def test_q2_the_unit_fixed_inside_the_model_with_every_conv_int8_is_correct():
+    path = trap()["quantize"]("in_metres", "fixed.onnx", op_types_to_quantize=["Conv", "Relu", "Gemm"])
+    outcome = q2.check(ex2_path=path)
     assert outcome, repr(outcome)
 
 
 # --------------------------------------------------------------------------- q3
 
-@pytest.fixture(scope="module")
-def mlp(tmp_path_factory):
+@functools.lru_cache(maxsize=None)
+def mlp():
     """token_mlp() exported with dynamic batch and tokens, its dynamic int8 copy, and fresh timings of both."""
-    folder = tmp_path_factory.mktemp("lesson06_q3")
+    folder = _folder()
     model, tokens = token_mlp()
     fp32 = _export(model, torch.from_numpy(tokens), folder / "mlp.onnx", "tokens", "features",
                    {0: "batch", 1: "tokens"})
@@ -168,52 +151,101 @@ def mlp(tmp_path_factory):
     quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
     timings = {}
     for name, path in [("fp32", fp32), ("int8", int8)]:
-        session = _session(path)
-        timings[name] = measure.time_it(lambda: session.run(None, {"tokens": tokens}), warmup=1, repeat=5)
-    return {"folder": folder, "fp32": fp32, "int8": int8, "tokens": tokens, "timings": timings}
+        session = _session(path, threads=2)
+        timings[name] = measure.time_it(lambda: session.run(None, {"tokens": tokens}), warmup=2, repeat=5)
+    return {"fp32": fp32, "int8": int8, "tokens": tokens, "timings": timings}
 
 
 def _speedup(timings):
     return timings["fp32"].median_ms / timings["int8"].median_ms
 
 
-def test_q3_not_attempted_without_the_variables(mlp):
-    assert repr(q3.check(ex3_path=mlp["int8"])).startswith("Not attempted (Exercise 3 — Dynamic int8 where it is meant "
-                                                           "to pay): set `ex3_timings`, `ex3_speedup`")
+def _q3(path="int8", timings=None, speedup=None):
+    def make(tmp):
+        files = mlp()
+        chosen = timings(files) if timings else files["timings"]
+        return {"ex3_path": files[path] if path in files else path(files), "ex3_timings": chosen,
+                "ex3_speedup": speedup(chosen) if speedup else _speedup(chosen)}
+    return make
 
 
-def test_q3_the_fp32_file_is_incorrect(mlp):
-    outcome = q3.check(ex3_path=mlp["fp32"], ex3_timings=mlp["timings"], ex3_speedup=_speedup(mlp["timings"]))
-    assert not outcome and "has no integer matmul" in repr(outcome)
-
-
-def test_q3_a_static_model_is_incorrect(mlp):
-    path = mlp["folder"] / "mlp_static.onnx"
-    quantize_static(mlp["fp32"], path, Reader("tokens", mlp["tokens"], batch=4), quant_format=QuantFormat.QDQ,
+def _static_mlp(files):
+    path = _folder() / "mlp_static.onnx"
+    quantize_static(files["fp32"], path, Reader("tokens", files["tokens"], batch=4), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    outcome = q3.check(ex3_path=path, ex3_timings=mlp["timings"], ex3_speedup=_speedup(mlp["timings"]))
-    assert not outcome and "it was quantized statically" in repr(outcome)
+    return path
 
 
-def test_q3_the_inverse_ratio_is_incorrect(mlp):
-    outcome = q3.check(ex3_path=mlp["int8"], ex3_timings=mlp["timings"], ex3_speedup=1 / _speedup(mlp["timings"]))
-    assert not outcome and "but your timings give fp32 median / int8 median" in repr(outcome)
+def _one_call(files):
+    session = _session(files["int8"])
+    return {"fp32": files["timings"]["fp32"],
+            "int8": measure.time_it(lambda: session.run(None, {"tokens": files["tokens"]}), warmup=0, repeat=1)}
 
 
-def test_q3_a_single_timed_call_is_incorrect(mlp):
-    session = _session(mlp["int8"])
-    once = measure.time_it(lambda: session.run(None, {"tokens": mlp["tokens"]}), warmup=0, repeat=1)
-    timings = {"fp32": mlp["timings"]["fp32"], "int8": once}
-    outcome = q3.check(ex3_path=mlp["int8"], ex3_timings=timings, ex3_speedup=_speedup(timings))
-    assert not outcome and "has 1 timed calls" in repr(outcome)
+def _empty_calls(files):
+    """time_it around a lambda that builds nothing and runs nothing."""
+    return {key: measure.time_it(lambda: None, repeat=5) for key in ("fp32", "int8")}
 
 
-def test_q3_timings_under_other_names_are_incorrect(mlp):
-    timings = {"float": mlp["timings"]["fp32"], "int8": mlp["timings"]["int8"]}
-    outcome = q3.check(ex3_path=mlp["int8"], ex3_timings=timings, ex3_speedup=1.0)
-    assert not outcome and "it should have 'fp32' and 'int8'" in repr(outcome)
+MADE_UP = {"fp32": measure.Timing((0.2, 0.2, 0.2, 0.2, 0.2)), "int8": measure.Timing((0.1, 0.1, 0.1, 0.1, 0.1))}
+MADE_UP_SPREAD = {"fp32": measure.Timing((0.21, 0.2, 0.19, 0.2, 0.22)),
+                  "int8": measure.Timing((0.1, 0.11, 0.09, 0.1, 0.1))}
 
 
-def test_q3_the_solution_is_correct(mlp):
-    outcome = q3.check(ex3_path=mlp["int8"], ex3_timings=mlp["timings"], ex3_speedup=_speedup(mlp["timings"]))
+def test_q3_the_solution_is_correct():
+    outcome = q3.check(**_q3()(None))
     assert outcome, repr(outcome)
+    assert "warmed-up" not in outcome.message  # the check cannot see warm-up calls, so it does not claim them
+
+
+# --------------------------------------------------------------------------- the catalogue
+
+WRONG_ANSWERS = [
+    WrongAnswer(q1, "a path instead of a session", lambda tmp: {"ex1_session": str(classifier()["fp32"]),
+                                                               "onnx_path": classifier()["fp32"]},
+                fault="should be a InferenceSession"),
+    WrongAnswer(q1, "two threads", _q1(lambda: _session(classifier()["fp32"], threads=2)),
+                fault="intra_op_num_threads=2"),
+    WrongAnswer(q1, "the default level 'all'",
+                _q1(lambda: _session(classifier()["fp32"], level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL)),
+                fault="ORT_ENABLE_ALL; it should be ORT_ENABLE_EXTENDED"),
+    WrongAnswer(q1, "another model's session", _q1(lambda: _session(classifier()["other"])),
+                fault="build it from the fp32 EfficientNet"),
+    WrongAnswer(q1, "the int8 model's session", _q1(lambda: _session(classifier()["int8"])),
+                fault="not from a quantized one"),
+    WrongAnswer(q2, "every layer int8, nothing fixed", _q2(lambda t: t["quantize"]("plain", "all_int8.onnx")),
+                fault="enters a QuantizeLinear"),
+    WrongAnswer(q2, "section 5's fix: the sensitive layer kept in float",
+                _q2(lambda t: t["quantize"]("plain", "excluded.onnx", nodes_to_exclude=[t["convs"][0]])),
+                fault="stayed in float"),
+    WrongAnswer(q2, "the unit fixed, but the camera image still quantized",
+                _q2(lambda t: t["quantize"]("in_metres", "mul_quantized.onnx")), fault="enters a QuantizeLinear"),
+    WrongAnswer(q2, "a model that takes metres (the data rescaled, not the model)",
+                _q2(lambda t: t["quantize"]("takes_metres", "takes_metres.onnx", images=t["metres"])),
+                fault="depth given in metres"),
+    WrongAnswer(q2, "the fp32 file", _q2(lambda t: t["pre"]["plain"]), fault="4 convolution(s) stayed in float"),
+    WrongAnswer(q3, "the fp32 file", _q3(path="fp32"), fault="has no integer matmul"),
+    WrongAnswer(q3, "static int8", _q3(path=_static_mlp), fault="it was quantized statically"),
+    WrongAnswer(q3, "the inverse ratio", _q3(speedup=lambda t: 1 / _speedup(t)),
+                fault="but your timings give fp32 median / int8 median"),
+    WrongAnswer(q3, "a single timed call", _q3(timings=_one_call), fault="has 1 timed calls"),
+    WrongAnswer(q3, "timings under other names",
+                _q3(timings=lambda f: {"float": f["timings"]["fp32"], "int8": f["timings"]["int8"]}, speedup=lambda t: 1.0),
+                fault="it should have 'fp32' and 'int8'"),
+    WrongAnswer(q3, "made-up timings, all equal", _q3(timings=lambda f: MADE_UP), fault="identical durations"),
+    WrongAnswer(q3, "made-up timings with a spread", _q3(timings=lambda f: MADE_UP_SPREAD),
+                fault="more than a busy machine explains"),
+    WrongAnswer(q3, "a lambda that runs nothing, timed", _q3(timings=_empty_calls),
+                fault="more than a busy machine explains"),
+]
+
+
+@pytest.mark.parametrize("wrong", params(WRONG_ANSWERS))
+def test_wrong_answer_is_rejected_naming_its_fault(wrong, tmp_path):
+    assert_rejected(wrong, tmp_path)
+
+
+@pytest.mark.parametrize("question, first", [(q1, "ex1_session"), (q2, "ex2_path"), (q3, "ex3_path")])
+def test_not_attempted_without_the_variables(question, first):
+    outcome = question.check(**({"onnx_path": "x"} if question is q1 else {}))
+    assert outcome.status == "Not attempted" and first in outcome.message
