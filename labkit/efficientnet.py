@@ -157,7 +157,7 @@ def _check_published(path: Path) -> None:
         raise WeightsError(f"{path.name} is not a readable state dict") from None
     bad = nonfinite_tensors(state) if isinstance(state, dict) else []
     if bad:
-        raise WeightsError(f"{path.name} {describe_nonfinite(bad)}")
+        raise WeightsError(f"{path.name} holds {describe_nonfinite(bad)}")
     raise WeightsError(f"{path.name} was changed after install: its SHA-256 starts {digest[:8]}, "
                        f"not {promised[:8]} as its name says")
 
@@ -186,6 +186,6 @@ def efficientnet_lite0(path: str | Path | None = None) -> EfficientNetLite0:
         raise ValueError(f"'{path.name}' does not fit EfficientNet-Lite0: {str(error).splitlines()[-1].strip()}") from None
     bad = nonfinite_tensors(state)
     if bad:
-        raise ValueError(f"'{path.name}' {describe_nonfinite(bad)}: these weights cannot classify anything; "
+        raise ValueError(f"'{path.name}' holds {describe_nonfinite(bad)}: these weights cannot classify anything; "
                          "use the installed ones (efficientnet_lite0() without a path)")
     return model.eval()

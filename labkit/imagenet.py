@@ -128,6 +128,6 @@ def alexnet(seed: int = 0) -> tuple[torch.nn.Module, bool]:
                            "the file is damaged; delete it and run `labkit fetch-weights` again") from None
     bad = nonfinite_tensors(state)
     if bad:
-        raise RuntimeError(f"the AlexNet weights in '{path}' {describe_nonfinite(bad)}: "
+        raise RuntimeError(f"the AlexNet weights in '{path}' hold {describe_nonfinite(bad)}: "
                            "delete it and run `labkit fetch-weights` again")
     return model.eval(), True

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .report import first_line
+from .weights import describe_nonfinite, nonfinite_tensors
 
 __all__ = ["SRCNN", "WEIGHTS", "HELD_OUT", "load_srcnn", "to_tensor", "to_image", "crop_to_multiple",
            "downscale", "bicubic", "luma", "luma_psnr", "evaluate"]
@@ -59,7 +60,10 @@ class SRCNN(nn.Module):
 
 
 def load_srcnn(upscale_factor: float | None = None, path: str | Path | None = None) -> SRCNN:
-    """The shipped trained SRCNN (or the state dict at `path`) in eval mode, loaded with weights_only=True."""
+    """The shipped trained SRCNN (or the state dict at `path`) in eval mode, loaded with weights_only=True.
+
+    A file that is not an SRCNN state dict, or whose weights hold NaN or infinity, is refused (ValueError).
+    """
     if path is None:
         from .paths import data_path
 
@@ -74,6 +78,10 @@ def load_srcnn(upscale_factor: float | None = None, path: str | Path | None = No
         model.load_state_dict(state)
     except Exception as error:  # a foreign or truncated file: name the file, not torch's internals
         raise ValueError(f"'{path.name}' is not an SRCNN state dict: {first_line(error)}") from None
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise ValueError(f"'{path.name}' holds {describe_nonfinite(bad)}: these weights cannot restore an image; "
+                         f"retrain them with `labkit train-srcnn`, or restore the shipped data/{WEIGHTS} from git")
     return model.eval()
 
 

@@ -1,20 +1,41 @@
-"""Training the kit's SRCNN on the shipped photos (reproducible, a few minutes on 2 cores).
+"""Training the kit's SRCNN on the shipped photos (reproducible, a few minutes on 2 cores), and saving it safely.
 
 One network for factors 2, 3 and 4: every batch draws its factor at random, downscales
 high-resolution crops by it (`labkit.srcnn.downscale`) and learns to restore them. The held-out
-photo(s) in `labkit.srcnn.HELD_OUT` are never cropped for training; the command ends by measuring
-PSNR on them against plain bicubic. The command is `labkit train-srcnn` (labkit/commands/train_srcnn.py):
+photo(s) in `labkit.srcnn.HELD_OUT` are never cropped for training; `held_out_scores` measures
+PSNR on them against plain bicubic. `save_trained` never writes weights holding NaN or infinity,
+and replaces the shipped data/srcnn_x234.pth only with weights that score at least as well on
+the held-out photos (else they go to artifacts/train-srcnn/). The command is `labkit train-srcnn`
+(labkit/commands/train_srcnn.py parses and prints):
 
     labkit train-srcnn                      # writes artifacts/train-srcnn/srcnn_x234.pth
     labkit train-srcnn --replace-shipped    # replaces data/srcnn_x234.pth, the weights the lessons load
 """
 from __future__ import annotations
 
+import math
+import os
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["FACTORS", "training_images", "identity_init", "train"]
+__all__ = ["FACTORS", "ARTIFACTS", "TrainingDiverged", "Saved", "training_images", "identity_init", "train",
+           "output_path", "held_out_scores", "mean_psnr", "save_trained"]
 
 FACTORS = (2, 3, 4)
+ARTIFACTS = "train-srcnn"  # artifacts/<this>/
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite: the weights are no longer numbers, so nothing may be saved."""
+
+
+@dataclass(frozen=True)
+class Saved:
+    """Where `save_trained` wrote the weights, and why the shipped ones were kept ("" when they were not asked for)."""
+
+    path: Path
+    kept_shipped: str = ""
 
 
 def training_images() -> list:
@@ -106,6 +127,9 @@ def train(*, steps: int = 2000, batch: int = 16, patch: int = 48, lr: float = 1e
             factor = FACTORS[int(torch.randint(len(FACTORS), (1,), generator=generator))]
             lowres, target = _batch(images, factor, batch, patch, generator)
             loss = torch.nn.functional.mse_loss(model(lowres, factor), target)
+            if not math.isfinite(loss.item()):
+                raise TrainingDiverged(f"training diverged: the loss became {loss.item()} at step {step + 1} "
+                                       f"of {steps} with learning rate {lr:g}")
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -113,3 +137,89 @@ def train(*, steps: int = 2000, batch: int = 16, patch: int = 48, lr: float = 1e
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.2e}", x=factor)
     return model.eval()
+
+
+def shipped_path() -> Path:
+    """data/srcnn_x234.pth, the weights the lessons load (it need not exist yet)."""
+    from .paths import repo_root
+    from .srcnn import WEIGHTS
+
+    return repo_root() / "data" / WEIGHTS
+
+
+def output_path(out: str | Path | None = None, replace_shipped: bool = False) -> Path:
+    """Where trained weights go: `out`, the shipped data/ file with `replace_shipped`, else artifacts/train-srcnn/."""
+    from . import paths
+    from .srcnn import WEIGHTS
+
+    if out:
+        out = Path(out)
+        if out.is_dir():
+            raise IsADirectoryError(f"--out '{out}' is a folder: give a file name such as {out / WEIGHTS}")
+        if out.resolve() == shipped_path().resolve():
+            raise ValueError(f"--out points at the shipped data/{WEIGHTS}: say --replace-shipped to replace it")
+        return out
+    if replace_shipped:
+        return shipped_path()
+    return paths.artifacts_dir(ARTIFACTS) / WEIGHTS
+
+
+def held_out_scores(model) -> list[tuple[str, int, float, float]]:
+    """(photo, factor, SRCNN PSNR, bicubic PSNR) in dB for each held-out photo and factor."""
+    from .images import load_image
+    from .paths import data_path
+    from .srcnn import HELD_OUT, evaluate
+
+    scores = []
+    for name in HELD_OUT:
+        image = load_image(data_path(f"images/{name}"))
+        scores += [(name, factor, *evaluate(model, image, factor)) for factor in FACTORS]
+    return scores
+
+
+def mean_psnr(scores: list[tuple[str, int, float, float]]) -> float:
+    """The mean SRCNN PSNR over `held_out_scores` rows: the one figure two sets of weights are ranked by."""
+    return sum(row[2] for row in scores) / len(scores)
+
+
+def _shipped_psnr() -> float:
+    """The shipped weights' mean held-out PSNR; -inf when they are missing, unreadable or not finite."""
+    from .srcnn import load_srcnn
+
+    try:
+        return mean_psnr(held_out_scores(load_srcnn(path=shipped_path())))
+    except (FileNotFoundError, ValueError):
+        return -math.inf
+
+
+def save_trained(model, out: Path, *, replace_shipped: bool = False, scores=None) -> Saved:
+    """Write `model`'s state dict to `out`, atomically; never weights holding NaN or infinity.
+
+    With `replace_shipped`, `out` is the shipped file and is replaced only when the new weights'
+    mean held-out PSNR is at least the shipped ones'; otherwise they go to artifacts/train-srcnn/
+    and `Saved.kept_shipped` says why.
+    """
+    import torch
+
+    from .paths import artifacts_dir, display_path
+    from .srcnn import WEIGHTS
+    from .weights import describe_nonfinite, nonfinite_tensors
+
+    state = model.state_dict()
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise TrainingDiverged(f"the trained weights hold {describe_nonfinite(bad)}: nothing was written")
+    kept = ""
+    if replace_shipped:
+        scores = scores if scores is not None else held_out_scores(model)
+        new, old = mean_psnr(scores), _shipped_psnr()
+        if new < old:
+            kept = (f"kept {display_path(out)}: the new weights score {new:.2f} dB on the held-out photo, "
+                    f"the shipped ones {old:.2f} dB (mean over factors {', '.join(map(str, FACTORS))})")
+            out = artifacts_dir(ARTIFACTS) / WEIGHTS
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    torch.save(state, partial)
+    os.replace(partial, out)  # the old file stays whole until the new one is
+    return Saved(out, kept)

@@ -31,5 +31,5 @@ def nonfinite_tensors(state: Mapping[str, Any]) -> list[str]:
 
 
 def describe_nonfinite(names: list[str]) -> str:
-    """'holds NaN or infinity in 2 tensors (e.g. 'conv1.weight')', the one wording for that fault."""
-    return f"holds NaN or infinity in {len(names)} tensor{'s' if len(names) != 1 else ''} (e.g. {names[0]!r})"
+    """'NaN or infinity in 2 tensors (e.g. 'conv1.weight')', the one wording for that fault."""
+    return f"NaN or infinity in {len(names)} tensor{'s' if len(names) != 1 else ''} (e.g. {names[0]!r})"

@@ -112,7 +112,7 @@ def test_cached_weights_holding_nan_are_refused_not_loaded(hub):
     state["classifier.6.bias"][7] = float("nan")
     hub.mkdir(parents=True)
     torch.save(state, hub / "alexnet-owt-7be5be79.pth")
-    with pytest.raises(RuntimeError, match=r"holds NaN or infinity in 1 tensor \(e.g. 'classifier.6.bias'\): "
+    with pytest.raises(RuntimeError, match=r"hold NaN or infinity in 1 tensor \(e.g. 'classifier.6.bias'\): "
                                            r"delete it and run `labkit fetch-weights`"):
         imagenet.alexnet()
 

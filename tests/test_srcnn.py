@@ -5,16 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-import argparse
 import hashlib
 
 from labkit import cli, paths
-from labkit.commands import train_srcnn as train_command
 from labkit.images import load_image
 from labkit.paths import data_path
 from labkit.srcnn import (HELD_OUT, SRCNN, WEIGHTS, bicubic, crop_to_multiple, downscale, evaluate, load_srcnn,
                           luma, luma_psnr, to_image, to_tensor)
-from labkit.train_srcnn import identity_init, train, training_images
+from labkit.train_srcnn import identity_init, output_path, train, training_images
 
 
 @pytest.mark.parametrize("factor, size", [(2, (40, 48)), (3, (60, 72)), (4, (80, 96)), (2.5, (50, 60))])
@@ -93,18 +91,14 @@ def test_train_srcnn_command_writes_a_weights_only_state_dict(tmp_path, capsys):
     model.load_state_dict(torch.load(out, weights_only=True))
 
 
-def _options(**given):
-    return argparse.Namespace(**{"out": None, "replace_shipped": False, **given})
-
-
 def test_train_srcnn_writes_to_artifacts_unless_told_to_replace_the_shipped_weights():
-    assert train_command.output_path(_options()) == paths.repo_root() / "artifacts" / "train-srcnn" / WEIGHTS
-    assert train_command.output_path(_options(replace_shipped=True)) == paths.repo_root() / "data" / WEIGHTS
+    assert output_path() == paths.repo_root() / "artifacts" / "train-srcnn" / WEIGHTS
+    assert output_path(replace_shipped=True) == paths.repo_root() / "data" / WEIGHTS
 
 
 def test_an_out_that_is_the_shipped_file_needs_the_explicit_flag():
     with pytest.raises(ValueError, match="say --replace-shipped"):
-        train_command.output_path(_options(out=str(paths.repo_root() / "data" / WEIGHTS)))
+        output_path(str(paths.repo_root() / "data" / WEIGHTS))
 
 
 def test_a_training_run_without_options_leaves_the_shipped_weights_alone(tmp_path, monkeypatch, capsys):
@@ -175,3 +169,74 @@ def test_luma_is_bt601_and_psnr_uses_it_with_a_border():
     assert luma_psnr(black, noisy, border=1) == float("inf")
     with pytest.raises(ValueError, match="differ in shape"):
         luma_psnr(black, white[:5])
+
+
+# --- what training writes: never non-finite weights, never worse weights over the shipped ones ----
+
+@pytest.fixture
+def checkout(tmp_path, monkeypatch):
+    """A copy of the checkout's data/ (photos linked, the shipped weights copied), so a test may replace them."""
+    import shutil
+
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "images").symlink_to(paths.repo_root() / "data" / "images")
+    shutil.copyfile(paths.repo_root() / "data" / WEIGHTS, tmp_path / "data" / WEIGHTS)
+    monkeypatch.setattr(paths, "repo_root", lambda: tmp_path)
+    return tmp_path
+
+
+TINY = ["train-srcnn", "--steps", "4", "--batch", "2", "--patch", "24"]
+
+
+@pytest.mark.parametrize("where", [["--out", "mine.pth"], ["--replace-shipped"], []],
+                         ids=["--out", "--replace-shipped", "default"])
+def test_a_run_that_diverges_writes_nothing_and_names_the_learning_rate(checkout, monkeypatch, capsys, where):
+    monkeypatch.chdir(checkout)
+    shipped = (checkout / "data" / WEIGHTS).read_bytes()
+    assert cli.main([*TINY, "--lr", "1e6", *where]) == 1
+    captured = capsys.readouterr()
+    assert "diverged" in captured.err and "lower --lr" in captured.err
+    assert "train longer" not in captured.out + captured.err
+    assert not (checkout / "mine.pth").exists() and not (checkout / "artifacts" / "train-srcnn" / WEIGHTS).exists()
+    assert (checkout / "data" / WEIGHTS).read_bytes() == shipped
+
+
+def test_weights_weaker_than_the_shipped_ones_do_not_replace_them_and_are_kept_in_artifacts(checkout, capsys):
+    shipped = (checkout / "data" / WEIGHTS).read_bytes()
+    assert cli.main([*TINY, "--replace-shipped"]) == 1
+    out = capsys.readouterr().out
+    assert (checkout / "data" / WEIGHTS).read_bytes() == shipped
+    assert (checkout / "artifacts" / "train-srcnn" / WEIGHTS).is_file()
+    assert f"kept data/{WEIGHTS}: the new weights score" in out and "wrote artifacts/train-srcnn/" in out
+
+
+@pytest.mark.parametrize("spoil", ["random weights", "NaN"])
+def test_weights_better_than_the_shipped_ones_replace_them(checkout, capsys, spoil):
+    torch.manual_seed(0)
+    state = SRCNN().state_dict()  # no identity init: far worse than bicubic
+    if spoil == "NaN":
+        state["conv3.bias"][0] = float("nan")
+    torch.save(state, checkout / "data" / WEIGHTS)
+    cli.main([*TINY, "--replace-shipped"])
+    assert f"wrote data/{WEIGHTS}" in capsys.readouterr().out
+    assert not any(torch.isnan(t).any() for t in torch.load(checkout / "data" / WEIGHTS, weights_only=True).values())
+
+
+def test_the_trained_weights_are_never_saved_when_they_hold_nan(tmp_path):
+    from labkit import train_srcnn
+
+    model = SRCNN()
+    with torch.no_grad():
+        model.conv2.bias[0] = float("inf")
+    with pytest.raises(ValueError, match=r"hold NaN or infinity in 1 tensor \(e.g. 'conv2.bias'\): nothing was written"):
+        train_srcnn.save_trained(model, tmp_path / "x.pth")
+    assert not (tmp_path / "x.pth").exists()
+
+
+def test_srcnn_weights_holding_nan_are_refused_naming_the_tensor(tmp_path):
+    state = SRCNN().state_dict()
+    state["conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pth")
+    with pytest.raises(ValueError, match=r"'nan.pth' holds NaN or infinity in 1 tensor \(e.g. 'conv1.weight'\)"):
+        load_srcnn(path=tmp_path / "nan.pth")

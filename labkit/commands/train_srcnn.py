@@ -1,35 +1,16 @@
 """`labkit train-srcnn`: train the kit's SRCNN, write its state dict, and report PSNR on the held-out photo.
 
 The default output is artifacts/train-srcnn/srcnn_x234.pth; the shipped data/srcnn_x234.pth
-(the weights the lessons load) is replaced only with `--replace-shipped`.
+(the weights the lessons load) is replaced only with `--replace-shipped`, and only by weights
+that score at least as well. Training, scoring and saving are labkit/train_srcnn.py's; this
+module parses the options and prints.
 """
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-__all__ = ["ARTIFACTS", "output_path", "configure", "main"]
-
-ARTIFACTS = "train-srcnn"  # artifacts/<this>/
-
-
-def output_path(args: argparse.Namespace) -> Path:
-    """Where the state dict goes: --out, the shipped data/ file with --replace-shipped, else artifacts/train-srcnn/."""
-    from .. import paths
-    from ..srcnn import WEIGHTS
-
-    if args.out:
-        out = Path(args.out)
-        if out.is_dir():
-            raise IsADirectoryError(f"--out '{out}' is a folder: give a file name such as {out / WEIGHTS}")
-        shipped = paths.repo_root() / "data" / WEIGHTS
-        if out.resolve() == shipped.resolve():
-            raise ValueError(f"--out points at the shipped data/{WEIGHTS}: say --replace-shipped to replace it")
-        return out
-    if args.replace_shipped:
-        return paths.repo_root() / "data" / WEIGHTS
-    return paths.artifacts_dir(ARTIFACTS) / WEIGHTS
+__all__ = ["configure", "main"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -42,40 +23,43 @@ def configure(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--out", default=None, help="where to write the state dict "
                                                   "(default artifacts/train-srcnn/srcnn_x234.pth)")
     where.add_argument("--replace-shipped", action="store_true",
-                       help="replace data/srcnn_x234.pth, the weights the lessons load")
+                       help="replace data/srcnn_x234.pth, the weights the lessons load, if the new ones score "
+                            "at least as well on the held-out photo")
 
 
 def main(args: argparse.Namespace) -> int:
-    out = output_path(args)  # before importing torch and training: a bad --out fails at once, not after minutes
+    from .. import train_srcnn
+    from . import print_error
+
+    # before importing torch and training: a bad --out fails at once, not after minutes
+    out = train_srcnn.output_path(args.out, args.replace_shipped)
 
     import torch
 
-    from ..images import load_image
-    from ..paths import data_path, display_path
+    from ..paths import display_path
     from ..report import format_table
-    from ..srcnn import HELD_OUT, evaluate
-    from ..train_srcnn import FACTORS, train
 
     start = time.perf_counter()
-    model = train(steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed)
-    seconds = time.perf_counter() - start
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out)
-    print(f"wrote {display_path(out)} ({out.stat().st_size / 1024:.0f} KiB) after {args.steps} steps "
+    try:
+        model = train_srcnn.train(steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed)
+        seconds = time.perf_counter() - start
+        scores = train_srcnn.held_out_scores(model)
+        saved = train_srcnn.save_trained(model, out, replace_shipped=args.replace_shipped, scores=scores)
+    except train_srcnn.TrainingDiverged as error:
+        print_error("train-srcnn", ValueError(f"{error}; nothing was written: lower --lr (default 1e-3)"))
+        return 1
+    if saved.kept_shipped:
+        print(saved.kept_shipped)
+    print(f"wrote {display_path(saved.path)} ({saved.path.stat().st_size / 1024:.0f} KiB) after {args.steps} steps "
           f"in {seconds:.0f} s on {torch.get_num_threads()} thread(s), seed {args.seed}")
-    rows, worst = [], float("inf")
-    for name in HELD_OUT:
-        image = load_image(data_path(f"images/{name}"))
-        for factor in FACTORS:
-            ours, base = evaluate(model, image, factor)
-            worst = min(worst, ours - base)
-            rows.append((name, f"x{factor}", f"{ours:.2f}", f"{base:.2f}", f"{ours - base:+.2f}"))
+    rows = [(name, f"x{factor}", f"{ours:.2f}", f"{base:.2f}", f"{ours - base:+.2f}")
+            for name, factor, ours, base in scores]
     print(format_table(("photo", "factor", "SRCNN dB", "bicubic dB", "gain"), rows, align="lrrrr"))
-    if not args.replace_shipped:
-        where = args.out or display_path(out)  # --out as the user typed it; else inside the checkout
+    if saved.path != train_srcnn.shipped_path():
+        where = args.out if args.out and saved.path == out else display_path(saved.path)  # --out as typed
         print(f"to use them: labkit.srcnn.load_srcnn(path='{where}'); "
               "to ship them: labkit train-srcnn --replace-shipped")
-    if worst <= 0:
+    if min(ours - base for _, _, ours, base in scores) <= 0:
         print("warning: SRCNN does not beat bicubic at every factor; train longer (--steps)")
         return 1
-    return 0
+    return 1 if saved.kept_shipped else 0
