@@ -39,8 +39,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Typography the kit prints, in ASCII for a terminal that cannot show it (LC_ALL=C, latin-1): nothing else is lost.
+_ASCII = {"\u2014": "-", "\u2013": "-", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
+          "\u2026": "...", "\u00d7": "x", "\u2264": "<=", "\u2265": ">=", "\u2192": "->", "\u2248": "~"}
+
+
+def _plain(error: UnicodeEncodeError) -> tuple[str, int]:
+    text = error.object[error.start:error.end]
+    return "".join(_ASCII.get(c, c.encode("ascii", "backslashreplace").decode()) for c in text), error.end
+
+
+def _printable_streams() -> None:
+    """Let stdout and stderr print any text in any locale: what the encoding lacks becomes ASCII, never an error."""
+    import codecs
+
+    codecs.register_error("labkit-plain", _plain)
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="labkit-plain")
+            except (ValueError, OSError):  # a closed or detached stream: nothing to print to anyway
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before any command imports onnxruntime: the kit is offline
+    _printable_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

@@ -4,7 +4,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["repo_root", "data_path", "artifacts_dir", "display_path"]
+__all__ = ["repo_root", "data_path", "artifacts_dir", "display_path", "GENERATED", "KIT_FOLDERS", "kit_folder_of",
+           "write_target"]
+
+# Folders the kit (or its tools) generates and may remove: `make clean` deletes artifacts/, .pytest_cache/ and
+# every __pycache__/; a test checks this list against the Makefile's clean recipe.
+GENERATED = ("artifacts", ".pytest_cache", ".venv", "wheelhouse", "__pycache__", ".ipynb_checkpoints")
+# Folders that hold the kit itself: nothing of the learner's belongs in them.
+KIT_FOLDERS = ("notebooks", "labkit", "tests", "data", "docs", "benchmarks", ".git", ".ci")
 
 _STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -37,8 +44,49 @@ def artifacts_dir(lesson: str) -> Path:
     if not isinstance(lesson, str) or not _STEM.fullmatch(lesson):
         raise ValueError(f"lesson must be a notebook stem such as '01_alexnet_export' (letters, digits, '_', '-', "
                          f"'.', not starting with a dot), got {lesson!r}")
-    path = repo_root() / "artifacts" / lesson
+    root = repo_root()
+    path = write_target(root / "artifacts" / lesson, root)
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def kit_folder_of(path: str | Path) -> str | None:
+    """Which of the checkout's own or generated folders holds `path` ('the checkout itself' for its root), else None."""
+    root = repo_root()
+    where = Path(path).resolve()
+    if where == root:
+        return "the checkout itself"
+    try:
+        parts = where.relative_to(root).parts
+    except ValueError:
+        return None
+    if parts[0] in KIT_FOLDERS or parts[0] in GENERATED:
+        return f"{parts[0]}/"
+    inside = next((part for part in parts if part in GENERATED), None)
+    return f"{inside}/" if inside else None
+
+
+def write_target(path: str | Path, root: str | Path) -> Path:
+    """`path`, once checked that writing it lands inside `root`: no link on the way (the file itself included)
+    leads elsewhere, so a file the kit writes goes where the kit says. Raises ValueError naming the link."""
+    path, root = Path(path), Path(root)
+    real_root = root.resolve()
+    try:
+        below = path.relative_to(root).parts
+    except ValueError:
+        below = path.parts
+    step = root
+    for index, part in enumerate(below):
+        step = step / part
+        if not step.is_symlink():
+            continue
+        real = step.resolve()
+        last = index == len(below) - 1
+        outside = real != real_root and real_root not in real.parents
+        if outside or (last and not real.is_dir()):  # a file's link: what is written lands in another file
+            raise ValueError(f"refusing to write {path}: {step} is a link to {real}, "
+                             f"{'so the file would land there' if last else 'outside ' + str(root)}; "
+                             f"remove the link (rm '{step}') and run this again")
     return path
 
 

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 
 from labkit import cli
 from labkit.cli import main as cli_main
@@ -86,3 +87,24 @@ def test_doctor_starts_and_names_the_fix_when_onnx_numpy_and_torch_do_not_import
         assert rows[row + 1].split(" | ")[-1] == f"fix: pip install -c constraints.txt {name}"
     failed = rows[-1].split("; failed: ")[1].split(", ")
     assert rows[-1].startswith("FAILED: ") and set(broken) <= set(failed)
+
+
+def _ascii_env(**extra):
+    """A locale that cannot encode an em dash: LC_ALL=C with Python's UTF-8 mode off (or a latin-1 terminal)."""
+    return {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": "", **extra}
+
+
+@pytest.mark.parametrize("extra", [{}, {"PYTHONIOENCODING": "latin-1"}], ids=["C locale", "latin-1"])
+def test_progress_prints_in_a_locale_that_cannot_encode_an_em_dash(tmp_path, extra):
+    (tmp_path / "ws").mkdir()
+    result = subprocess.run([sys.executable, "-m", "labkit.cli", "progress", "--workspace", str(tmp_path / "ws")],
+                            capture_output=True, env=_ascii_env(**extra), timeout=120)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    out = result.stdout.decode("latin-1")
+    assert out.splitlines()[0].split() == ["lesson", "exercise", "state", "detail"]
+    assert " - " in out.splitlines()[1] and "exercises correct" in out
+
+
+def test_what_the_encoding_lacks_becomes_ascii_not_an_error():
+    cli._printable_streams()  # registers the error handler the streams use where they are not UTF-8
+    assert "a — b × c ≤ d 🙂".encode("ascii", errors="labkit-plain") == b"a - b x c <= d \\U0001f642"

@@ -1,8 +1,10 @@
 """labkit.lessons: which notebooks a name selects, and a notebook run that always stops and says why."""
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -11,6 +13,8 @@ import nbformat
 import pytest
 
 from labkit import lessons
+from labkit.cli import main as cli_main
+from labkit.machine_load import MachineLoad, measure_load
 from labkit.paths import repo_root
 
 
@@ -192,3 +196,165 @@ def test_summary_has_one_verdict_row_per_notebook_and_names_the_failures(tmp_pat
     assert [line.split(" | ")[0] for line in lines[:2]] == ["PASSED", "FAILED"]
     assert lines[1].endswith("2.0 s; Cell 4: ValueError: x")
     assert lines[-1] == "FAILED: 1/2 notebooks ran without errors; failed: 02_b"
+
+
+# --------------------------------------------------------------------------- round two: names and damaged files
+
+def test_a_name_that_is_exactly_a_lesson_selects_it_even_beside_a_longer_one(tmp_path, monkeypatch):
+    both = [_notebook(tmp_path / "01_intro.ipynb"), _notebook(tmp_path / "01_intro_v2.ipynb")]
+    monkeypatch.setattr(lessons, "lesson_notebooks", lambda folder=None: both)
+    assert lessons.select_notebooks(["01_intro"]) == [both[0]]
+    assert lessons.select_notebooks(["01_intro_v"]) == [both[1]]
+    with pytest.raises(ValueError, match="matches 2 lessons"):
+        lessons.select_notebooks(["01_in"])
+
+
+@pytest.mark.parametrize("field, value, fault", [
+    ("source", 42, "'source' is 42"),
+    ("cell_type", "python", "'cell_type' is 'python'"),
+    ("outputs", "none", "'outputs' is 'none'"),
+])
+def test_a_damaged_cell_is_named_with_its_fault_before_any_kernel_starts(tmp_path, field, value, fault):
+    path = _notebook(tmp_path / "00_damaged.ipynb", "x = 1", "y = 2")
+    data = json.loads(path.read_text())
+    data["cells"][1][field] = value
+    path.write_text(json.dumps(data))
+    result = lessons.run_notebook(path, timeout=60)
+    assert not result.ok and "AttributeError" not in result.error
+    assert result.error.startswith(f"not a readable notebook: cell 1: {fault}"), result.error
+
+
+@pytest.mark.parametrize("text, fault", [("{}", "no 'cells'"), ('{"cells": [', "ends early")])
+def test_an_empty_or_cut_short_notebook_says_so(tmp_path, text, fault):
+    path = tmp_path / "00_short.ipynb"
+    path.write_text(text)
+    with pytest.raises(lessons.NotebookError, match=rf"00_short.ipynb is not a readable notebook: .*{fault}"):
+        lessons.read_notebook(path)
+
+
+# --------------------------------------------------------------------------- round two: environments
+
+def test_a_long_tmpdir_does_not_stop_the_kernel(tmp_path, monkeypatch):
+    deep = tmp_path / ("t" * 60) / ("u" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    path = _notebook(tmp_path / "00_ok.ipynb", "print(6 * 7)")
+    result = lessons.run_notebook(path, inplace=True, timeout=60)
+    assert result.ok, result.error
+
+
+def test_with_no_short_folder_for_its_sockets_the_run_names_the_cause(tmp_path, monkeypatch):
+    monkeypatch.setattr(lessons, "_socket_candidates", lambda: [str(tmp_path / ("v" * 120))])
+    path = _notebook(tmp_path / "00_ok.ipynb", "print(6 * 7)")
+    result = lessons.run_notebook(path, timeout=60)
+    assert not result.ok and "107 bytes" in result.error and "TMPDIR" in result.error
+
+
+def _ascii_env():
+    return {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+
+
+def test_run_prints_its_summary_in_an_ascii_locale_when_an_error_is_not_ascii(tmp_path):
+    path = _notebook(tmp_path / "00_bad.ipynb", "raise ValueError('caf\u00e9 \u2014 na\u00efve \u00d7 2')")
+    result = subprocess.run([sys.executable, "-m", "labkit.cli", "run", str(path), "--timeout", "60"],
+                            capture_output=True, text=True, encoding="ascii", errors="replace", env=_ascii_env(),
+                            timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "FAILED | " in result.stdout and "ValueError: caf" in result.stdout, result.stderr
+    assert "FAILED: 0/1 notebooks ran without errors" in result.stdout
+
+
+# --------------------------------------------------------------------------- round two: timing lessons, quiet machine
+
+def _timing_notebook(path):
+    return _notebook(path, "import time\nstart = time.perf_counter()", "print('done')")
+
+
+BUSY = MachineLoad(cores=2, load_1min=3.1, busy=0.9, steal=0.08, sample_s=1.0)
+QUIET = MachineLoad(cores=2, load_1min=0.1, busy=0.02, steal=0.0, sample_s=1.0)
+
+
+def test_a_lesson_that_reads_a_clock_is_a_timing_lesson(tmp_path):
+    assert lessons.is_timing_lesson(nbformat.read(_timing_notebook(tmp_path / "00_t.ipynb"), as_version=4))
+    assert not lessons.is_timing_lesson(nbformat.read(_notebook(tmp_path / "00_p.ipynb", "x = 1"), as_version=4))
+    six = next(p for p in lessons.lesson_notebooks() if p.name.startswith("06_"))
+    assert lessons.is_timing_lesson(nbformat.read(six, as_version=4))
+
+
+def test_inplace_refuses_to_save_a_timing_lesson_from_a_busy_machine_and_says_the_numbers(tmp_path):
+    path = _timing_notebook(tmp_path / "00_t.ipynb")
+    before = path.read_text()
+    result = lessons.run_notebook(path, inplace=True, timeout=60, load=lambda: BUSY)
+    assert not result.ok and path.read_text() == before
+    assert "busy" in result.error and "--allow-busy" in result.error
+    assert "load 3.10 on 2 cores" in result.error and "90 %" in result.error and "steal 8 %" in result.error
+
+
+def test_inplace_saves_a_timing_lesson_from_a_quiet_machine_or_when_allowed(tmp_path):
+    path = _timing_notebook(tmp_path / "00_t.ipynb")
+    assert lessons.run_notebook(path, inplace=True, timeout=60, load=lambda: QUIET).ok
+    assert lessons.run_notebook(path, inplace=True, timeout=60, load=lambda: BUSY, allow_busy=True).ok
+    assert nbformat.read(path, as_version=4).cells[1].outputs[0]["text"] == "done\n"
+
+
+def test_a_busy_machine_does_not_stop_a_lesson_without_timings_or_a_run_without_inplace(tmp_path):
+    plain = _notebook(tmp_path / "00_p.ipynb", "print(1)")
+    assert lessons.run_notebook(plain, inplace=True, timeout=60, load=lambda: BUSY).ok
+    timing = _timing_notebook(tmp_path / "00_t.ipynb")
+    assert lessons.run_notebook(timing, timeout=60, load=lambda: BUSY).ok
+
+
+def test_the_command_refuses_a_busy_machine_unless_allow_busy(tmp_path, monkeypatch, capsys):
+    path = _timing_notebook(tmp_path / "00_t.ipynb")
+    monkeypatch.setattr("labkit.machine_load.measure_load", lambda: BUSY)
+    assert cli_main(["run", str(path), "--inplace", "--timeout", "60"]) == 1
+    assert "--allow-busy" in capsys.readouterr().out
+    assert cli_main(["run", str(path), "--inplace", "--allow-busy", "--timeout", "60"]) == 0
+
+
+@pytest.mark.parametrize("load, quiet", [
+    (MachineLoad(cores=2, load_1min=3.0, busy=0.05, steal=0.0), True),     # the load average remembers our last run
+    (MachineLoad(cores=2, load_1min=0.1, busy=0.6, steal=0.0), False),
+    (MachineLoad(cores=2, load_1min=0.1, busy=0.05, steal=0.1), False),
+    (MachineLoad(cores=4, load_1min=3.5, busy=None, steal=None), False),   # no /proc/stat: the load average decides
+    (MachineLoad(cores=4, load_1min=0.5, busy=None, steal=None), True),
+    (MachineLoad(cores=4, load_1min=None, busy=None, steal=None), True),   # nothing measurable: not refused
+])
+def test_what_counts_as_busy(load, quiet):
+    assert load.quiet is quiet, load.describe()
+
+
+def test_cpu_share_and_steal_come_from_two_samples_of_proc_stat(tmp_path):
+    stat = tmp_path / "stat"
+    samples = iter(["cpu  100 0 100 800 0 0 0 0 0 0\n", "cpu  150 0 150 880 0 0 0 20 0 0\n"])
+    load = measure_load(stat_path=stat, sample_s=0.0, read=lambda path: next(samples), loadavg=lambda: (1.5, 1, 1),
+                        cores=2)
+    assert (load.busy, load.steal, load.load_1min, load.cores) == (pytest.approx(100 / 200), pytest.approx(0.1), 1.5, 2)
+
+
+def test_without_proc_stat_or_getloadavg_the_measure_says_so(tmp_path):
+    def no_loadavg():
+        raise OSError("not here")
+
+    load = measure_load(stat_path=tmp_path / "none", sample_s=0.0, loadavg=no_loadavg, cores=2)
+    assert (load.busy, load.steal, load.load_1min) == (None, None, None)
+    assert "not measured" in load.describe()
+
+
+def test_inplace_never_saves_through_a_link(tmp_path):
+    real = _notebook(tmp_path / "elsewhere.ipynb", "print(1)")
+    (tmp_path / "lessons").mkdir()
+    link = tmp_path / "lessons" / "00_link.ipynb"
+    link.symlink_to(real)
+    before = real.read_text()
+    result = lessons.run_notebook(link, inplace=True, timeout=60)
+    assert not result.ok and "a link to" in result.error and real.read_text() == before
+
+
+@pytest.mark.parametrize("cells, fault", [([42], "cell 0 is 42, not a cell"), ([{"cell_type": "code"}], "cell 0: ")])
+def test_a_cell_that_is_not_a_cell_is_named(tmp_path, cells, fault):
+    path = tmp_path / "00_odd.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    with pytest.raises(lessons.NotebookError, match=f"00_odd.ipynb is not a readable notebook: {fault}"):
+        lessons.read_notebook(path)

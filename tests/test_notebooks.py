@@ -17,7 +17,7 @@ from labkit.exercises.solutions import exercise_solutions, solution_regions
 from labkit.lessons import lesson_notebooks
 from labkit.paths import repo_root
 from labkit.syllabus import read_syllabus
-from labkit.workspace import learner_copy
+from labkit.workspace import learner_copy, saved_outcomes
 
 NOTEBOOKS = lesson_notebooks()
 ABSOLUTE_PATH = re.compile(r"(/(home|root|tmp|work|Users|usr|opt|var)/[\w.-]+|[A-Z]:\\\\)")
@@ -193,12 +193,13 @@ def test_every_exercise_has_a_prompt_a_solution_and_a_check_saved_correct(path):
     prompts = read_syllabus(path).exercises
     assert [(p.number, p.title, p.kind) for p in prompts] == [(e.number, e.title, e.kind) for e in exercises], (
         f"{path.name}: the prompts '**Exercise N — Title** *(kind, core)*' must match the declared exercises")
+    outcomes = saved_outcomes(nbformat.read(path, as_version=4))  # the one reader of saved outcomes (labkit.workspace)
     for exercise in exercises:
-        check = next((c for c in cells if c.cell_type == "code" and c.source.strip() == f"q{exercise.number}.check()"),
-                     None)
-        assert check is not None, f"{path.name}: no cell that is exactly `q{exercise.number}.check()`"
-        text = _outputs_text(check).strip()
-        assert text.startswith(f"Correct ({exercise.label})"), f"{path.name}: q{exercise.number} saved {text[:80]!r}"
+        outcome = outcomes.get(exercise.number)
+        assert outcome is not None and cells[outcome.cell].source.strip() == f"q{exercise.number}.check()", (
+            f"{path.name}: no cell that is exactly `q{exercise.number}.check()`")
+        assert (outcome.state, outcome.label) == ("Correct", exercise.label), (
+            f"{path.name}: q{exercise.number} saved {outcome.state}: {outcome.text[:80]!r}")
         assert exercise.solution().body == solutions[exercise.number]
 
 

@@ -1,4 +1,8 @@
-"""`labkit run [NN ...]`: execute lesson notebooks in order and print one verdict row per notebook."""
+"""`labkit run [NN ...] [--inplace [--allow-busy]]`: execute lesson notebooks in order, one verdict row each.
+
+With --inplace, a lesson that measures time is saved only from a quiet machine (labkit.machine_load)
+unless --allow-busy: committed timings come from a quiet run.
+"""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default: every lesson, in order)")
     parser.add_argument("--inplace", action="store_true",
                         help="save fresh outputs into each notebook that passes (for committing)")
+    parser.add_argument("--allow-busy", action="store_true",
+                        help="with --inplace, save lessons that measure time even when the machine is busy "
+                             "(by default they are refused, with the load, CPU share and steal measured)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
 
 
@@ -29,7 +36,8 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     paths = select_notebooks(args.notebooks)
     try:
-        results = run_notebooks(paths, inplace=args.inplace, timeout=args.timeout, on_start=_announce)
+        results = run_notebooks(paths, inplace=args.inplace, timeout=args.timeout, allow_busy=args.allow_busy,
+                                on_start=_announce)
     except Interrupted as stop:
         if stop.results:
             print(format_results(stop.results))

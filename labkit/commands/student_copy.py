@@ -2,7 +2,8 @@
 
 A missing copy is written; a copy still exactly as generated is replaced by a newer lesson; an
 edited (or run) copy is kept and the newer lesson written beside it as NN_name.updated.ipynb;
-`--force` first moves the learner's copy to DIR/.backup/.
+`--force` first moves the learner's copy to DIR/.backup/. A lesson that cannot be read is skipped and
+named (exit 1); the others are still copied.
 """
 from __future__ import annotations
 
@@ -25,4 +26,4 @@ def main(args: argparse.Namespace) -> int:
 
     results = update_workspace(select_notebooks(args.notebooks), args.out, force=args.force)
     print(format_copies(results, args.out))
-    return 0
+    return 1 if any(r.action == "skipped" for r in results) else 0  # a lesson that could not be read

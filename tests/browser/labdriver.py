@@ -38,7 +38,6 @@ CHROMIUM_FLAGS = [
 NOTEBOOK_TIMEOUT = float(os.environ.get("LABKIT_BROWSER_NOTEBOOK_TIMEOUT", "600"))
 STARTUP_TIMEOUT = 120.0
 PAGE_TIMEOUT = 90.0
-CHECK_CALL = re.compile(r"^\s*q\d+\.check\(\)\s*$")
 
 
 def _alive(pid: int) -> bool:
@@ -367,17 +366,16 @@ def check_outcomes(notebook, name: str) -> tuple[list[str], list[str]]:
 
     A check cell that did not run is left to `run_problems`, which reports it already.
     """
+    from labkit.exercises.core import NOT_ATTEMPTED
+    from labkit.workspace import saved_outcomes  # the one reader of saved outcomes
+
     texts, problems = [], []
-    for index, cell in enumerate(notebook.cells):
-        if cell.cell_type != "code" or not CHECK_CALL.match(cell.source):
-            continue
-        text = "".join(
-            "".join(output.get("data", {}).get("text/plain", "")) if "data" in output else output.get("text", "")
-            for output in cell.get("outputs", [])
-        ).strip()
-        texts.append(text)
-        if cell.get("execution_count") is not None and not text.startswith("Not attempted"):
-            problems.append(f"{_where(name, index, cell)}: expected 'Not attempted', got {text[:200]!r}")
+    for outcome in saved_outcomes(notebook).values():
+        texts.append(outcome.text)
+        if outcome.execution_count is not None and outcome.state != NOT_ATTEMPTED:
+            cell = notebook.cells[outcome.cell]
+            problems.append(f"{_where(name, outcome.cell, cell)}: expected 'Not attempted', got {outcome.state}: "
+                            f"{outcome.text[:200]!r}")
     if not texts:
         problems.append(f"{name}: no `qN.check()` cell found")
     return texts, problems
