@@ -2,10 +2,13 @@
 
 The helpers Lesson 06 uses and explains (and `labkit bench` builds on):
 - `time_it`: warm-up calls (discarded), then timed repeats; reports the median and the 90th percentile.
-- `sgemm_peak`: this machine's practical fp32 ceiling, the GFLOP/s of a large single-precision matmul.
+- `sgemm_peak`: the GFLOP/s of a large single-precision matmul in torch (the best of a few runs).
+- `fp32_ceiling`: a ceiling no fp32 kernel measured here can beat: the theoretical FMA peak where the
+  clock and vector width can be read, and never below the fastest large matmul measured in torch and ORT.
 - `count_flops`: the multiply-adds of a model's Conv / Gemm / MatMul nodes, read from ONNX shape inference.
 - `estimate_memory`: the bytes of a model's inputs, intermediate tensors and weights for given input shapes.
-- `cpu_name`, `cpu_facts`, `available_memory`: what the numbers were measured on.
+- `cpu_name`, `cpu_facts`, `cpu_flags`, `cpu_max_ghz`, `load_average`, `available_memory`: what the numbers
+  were measured on, each None where this operating system does not tell.
 
 Figures are machine- and moment-dependent: print them, never compare them in a checked cell.
 """
@@ -24,8 +27,9 @@ import onnx
 
 from .onnxfile import ModelLike, input_specs, load_model
 
-__all__ = ["Timing", "time_it", "SpeedVerdict", "speed_verdict", "sgemm_peak", "FlopCount", "count_flops", "MemoryEstimate", "estimate_memory",
-           "cpu_name", "cpu_facts", "available_memory"]
+__all__ = ["Timing", "time_it", "SpeedVerdict", "speed_verdict", "sgemm_peak", "ort_matmul_gflops", "Ceiling", "fp32_ceiling",
+           "fma_peak", "FlopCount", "count_flops", "MemoryEstimate", "estimate_memory",
+           "cpu_name", "cpu_facts", "cpu_flags", "cpu_max_ghz", "load_average", "available_memory"]
 
 
 # --------------------------------------------------------------------------- timing
@@ -158,6 +162,80 @@ def sgemm_peak(n: int = 2048, *, threads: int | None = None, repeat: int = 5) ->
     finally:
         torch.set_num_threads(before)
     return 2.0 * n**3 / min(timing.seconds) / 1e9
+
+
+def ort_matmul_gflops(n: int = 2048, *, threads: int = 1, repeat: int = 5) -> float:
+    """GFLOP/s of the fastest of `repeat` n x n float32 MatMuls in ONNX Runtime on `threads` intra-op threads."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    if n < 1 or repeat < 1 or threads < 1:
+        raise ValueError(f"n, repeat and threads must be >= 1, got n={n}, repeat={repeat}, threads={threads}")
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((n, n), dtype=np.float32), "b")
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])], initializer=[weight])
+    model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 20)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    timing = time_it(lambda: session.run(None, {"a": a}), warmup=1, repeat=repeat)
+    return 2.0 * n**3 / min(timing.seconds) / 1e9
+
+
+def fma_peak(threads: int, flags: frozenset | None = None, ghz: float | None = None) -> float | None:
+    """Theoretical fp32 GFLOP/s of `threads` cores: GHz x vector lanes x 2 (an FMA) x 2 FMA units per core.
+
+    Two FMA units is the most any x86 core has, and each thread is counted as a core of its own, so this
+    is an upper bound when the clock is the highest the processor reaches. None where the flags or the
+    clock cannot be read, or the vector width is not known from them (any non-x86 processor).
+    """
+    flags = cpu_flags() if flags is None else flags
+    ghz = cpu_max_ghz() if ghz is None else ghz
+    if not flags or not ghz or threads < 1:
+        return None
+    if "avx512f" in flags:
+        lanes = 16
+    elif "avx2" in flags and "fma" in flags:
+        lanes = 8
+    else:
+        return None
+    return threads * ghz * lanes * 2 * 2
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """The fp32 ceiling: the larger of the theoretical FMA peak (None when unknown) and the fastest measured matmul."""
+
+    gflops: float
+    theoretical: float | None
+    measured: dict
+
+    @property
+    def source(self) -> str:
+        if self.theoretical is not None and self.theoretical >= max(self.measured.values()):
+            return "the theoretical FMA peak"
+        return "the fastest measured matmul (" + max(self.measured, key=self.measured.get) + ")"
+
+    def __repr__(self) -> str:
+        measured = ", ".join(f"{name} {value:.0f}" for name, value in self.measured.items())
+        theory = f"{self.theoretical:.0f}" if self.theoretical is not None else "unknown on this machine"
+        return (f"fp32 ceiling {self.gflops:.0f} GFLOP/s, {self.source} (theoretical FMA peak: {theory}; "
+                f"measured matmuls: {measured})")
+
+
+def fp32_ceiling(threads: int, *, n: int = 2048, repeat: int = 5) -> Ceiling:
+    """A ceiling no fp32 kernel measured on `threads` threads can honestly beat (see `fma_peak`, `Ceiling`).
+
+    Where the theoretical peak is unknown the fastest measured matmul stands in, and a kernel can beat
+    that one: a share of it above 100 % then says the measured matmuls were not the best this CPU does.
+    """
+    measured = {"torch": sgemm_peak(n, threads=threads, repeat=repeat),
+                "ONNX Runtime": ort_matmul_gflops(n, threads=threads, repeat=repeat)}
+    theoretical = fma_peak(threads)
+    return Ceiling(max([theoretical or 0.0, *measured.values()]), theoretical, measured)
 
 
 # --------------------------------------------------------------------------- FLOPs
@@ -371,6 +449,45 @@ def cpu_name() -> str:
 def cpu_facts() -> dict:
     """The processor, its logical cores and the Python version: the context every timing needs."""
     return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def cpu_flags() -> frozenset | None:
+    """The processor's feature flags ('avx2', 'avx512_vnni', ...; 'Features' on ARM Linux), None where unreadable.
+
+    Only Linux publishes them in /proc/cpuinfo; on macOS and Windows this returns None: unknown, not "absent".
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                key = line.split(":", 1)[0].strip().lower()
+                if key in ("flags", "features"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def cpu_max_ghz() -> float | None:
+    """The highest clock the operating system reports for cpu0, in GHz (cpufreq's maximum, else 'cpu MHz')."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", encoding="utf-8") as freq:
+            return int(freq.read().strip()) / 1e6
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            mhz = [float(line.split(":", 1)[1]) for line in info if line.lower().startswith("cpu mhz")]
+        return max(mhz) / 1e3 if mhz else None
+    except (OSError, ValueError):
+        return None
+
+
+def load_average() -> tuple | None:
+    """The 1, 5 and 15 minute load averages, or None where the operating system has none (Windows)."""
+    try:
+        return os.getloadavg()
+    except (AttributeError, OSError):
+        return None
 
 
 def available_memory() -> int | None:

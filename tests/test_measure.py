@@ -123,3 +123,47 @@ def test_speed_verdict_compares_per_item_time():
     from labkit.measure import speed_verdict
     verdict = speed_verdict(_timing(40, 41, 40, 42, items=4), _timing(20, 21, 20, 21), names=("batch 4", "batch 1"))
     assert verdict.faster == "batch 4"
+
+
+# --------------------------------------------------------------------------- the ceiling and the machine's facts
+
+def test_fma_peak_counts_lanes_two_flops_per_fma_and_two_fma_units_per_thread():
+    assert measure.fma_peak(2, frozenset({"avx2", "fma"}), 3.0) == 2 * 3.0 * 8 * 2 * 2
+    assert measure.fma_peak(1, frozenset({"avx2", "fma", "avx512f"}), 2.0) == 2.0 * 16 * 2 * 2
+
+
+@pytest.mark.parametrize("flags, ghz", [(frozenset({"asimd", "fp"}), 3.0),   # ARM: vector width not in the flags
+                                        (frozenset({"avx2", "fma"}), None),  # clock unreadable
+                                        (None, 3.0)])                        # flags unreadable (macOS, Windows)
+def test_fma_peak_is_unknown_rather_than_guessed(flags, ghz, monkeypatch):
+    monkeypatch.setattr(measure, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(measure, "cpu_max_ghz", lambda: ghz)
+    assert measure.fma_peak(2, flags, ghz) is None
+
+
+def test_the_ceiling_is_never_below_a_measured_matmul():
+    ceiling = measure.Ceiling(max(100.0, 120.0, 90.0), 100.0, {"torch": 120.0, "ONNX Runtime": 90.0})
+    assert ceiling.gflops >= max(ceiling.measured.values())
+    assert ceiling.source == "the fastest measured matmul (torch)"
+    assert "theoretical FMA peak: 100" in repr(ceiling)
+
+
+def test_fp32_ceiling_measures_both_runtimes_and_takes_the_largest(monkeypatch):
+    monkeypatch.setattr(measure, "sgemm_peak", lambda n, threads, repeat: 50.0)
+    monkeypatch.setattr(measure, "ort_matmul_gflops", lambda n, threads, repeat: 70.0)
+    monkeypatch.setattr(measure, "fma_peak", lambda threads: None)
+    ceiling = measure.fp32_ceiling(2)
+    assert ceiling.gflops == 70.0 and ceiling.theoretical is None and "unknown on this machine" in repr(ceiling)
+
+
+def test_ort_matmul_gflops_is_a_positive_rate():
+    assert measure.ort_matmul_gflops(64, threads=1, repeat=2) > 0
+
+
+def test_machine_facts_are_none_where_the_operating_system_does_not_tell(monkeypatch):
+    def no_file(*args, **kwargs):
+        raise FileNotFoundError(args[0])
+
+    monkeypatch.setattr(measure, "open", no_file, raising=False)
+    monkeypatch.delattr(measure.os, "getloadavg")
+    assert measure.cpu_flags() is None and measure.cpu_max_ghz() is None and measure.load_average() is None
