@@ -32,7 +32,7 @@ import onnx
 from .backends import check_backends, prepare_inputs, run_onnx, torch_args
 from .compare import check_tolerances, compare_arrays
 from .onnxfile import ModelLike, graph_inputs, load_model
-from .report import format_table, status, summary_line
+from .report import format_table, summary_line, verdict_rows
 
 __all__ = ["Activation", "Boundary", "DivergenceReport", "TensorCheck", "capture_activations",
            "expose_intermediates", "find_divergence", "module_boundaries", "node_scope"]
@@ -286,7 +286,8 @@ class TensorCheck:
 
 
 class DivergenceReport:
-    """Every matched intermediate in graph order; truthy when all agree with torch. `.first` is the first failure."""
+    """Every matched intermediate in graph order; truthy when some were compared and all agree with torch (nothing
+    compared is FAILED). `.first` is the first failure."""
 
     def __init__(self, rows: list[TensorCheck], unmatched: list[str], graph: onnx.GraphProto,
                  atol: float, rtol: float, statuses: dict[str, bool]):
@@ -298,7 +299,7 @@ class DivergenceReport:
         self._statuses = statuses
 
     def __bool__(self) -> bool:
-        return all(row.passed for row in self.rows)
+        return bool(self.rows) and all(row.passed for row in self.rows)  # nothing compared is no pass
 
     @property
     def first(self) -> TensorCheck | None:
@@ -317,9 +318,8 @@ class DivergenceReport:
         """`STATUS | tensor | op | torch activation | shape` lines, aligned; the first failure is marked."""
         rows = self.rows if max_rows is None else self.rows[:max_rows]
         first = self.first
-        text = format_table(None, [(status(r.passed), r.tensor, r.op_type, r.torch, str(list(r.shape)),
-                                    "<- first divergence" if r is first else "") for r in rows], sep=" | ")
-        text = "\n".join(line.removesuffix(" |").rstrip() for line in text.splitlines())
+        text = verdict_rows((r.passed, r.tensor, r.op_type, r.torch, str(list(r.shape)),
+                             "<- first divergence" if r is first else "") for r in rows)
         if max_rows is not None and len(self.rows) > max_rows:
             text += f"\n... {len(self.rows) - max_rows} more row(s)"
         return text
@@ -339,9 +339,13 @@ class DivergenceReport:
 
     def __repr__(self) -> str:
         passed = sum(r.passed for r in self.rows)
-        lines = [self.table(), summary_line(passed, len(self.rows), "matched tensors agree with torch",
-                                            suffix=f"(atol={self.atol:.0e}, rtol={self.rtol:.0e})")]
-        if not self:
+        lines = [self.table()] if self.rows else []
+        lines.append(summary_line(passed, len(self.rows), "matched tensors agree with torch",
+                                  suffix=f"(atol={self.atol:.0e}, rtol={self.rtol:.0e})"))
+        if not self.rows:
+            lines.append("no ONNX tensor could be paired with a torch module's input or output: pass the model "
+                         "that was exported, and an ONNX file whose nodes keep the exporter's names or metadata")
+        elif not self:
             first, node = self.first, self.first_node
             lines.append(f"first divergence: '{first.tensor}' from {node.op_type} node '{node.name}' "
                          f"(torch: {first.torch})")
@@ -352,8 +356,8 @@ class DivergenceReport:
 
     def details(self) -> str:
         """Raw error figures per tensor (machine-dependent: print them in an NBVAL_IGNORE_OUTPUT cell)."""
-        lines = [f"{r.tensor:<32} max abs {r.max_abs:.3e}  max rel {r.max_rel:.3e}  "
-                 f"torch candidates {r.candidates}" for r in self.rows]
+        lines = [format_table(None, [(r.tensor, f"max abs {r.max_abs:.3e}", f"max rel {r.max_rel:.3e}",
+                                      f"torch candidates {r.candidates}") for r in self.rows])] if self.rows else []
         if self.unmatched:
             lines.append(f"not compared: {', '.join(self.unmatched)}")
         return "\n".join(lines)

@@ -59,14 +59,18 @@ def format_table(header: Sequence[str] | None, rows: Iterable[Sequence[object]],
     return "\n".join(out)
 
 
-def verdict_rows(rows: Iterable[tuple[bool, str, str]]) -> str:
-    """`PASSED | subject | detail` lines, aligned, from (ok, subject, detail) triples."""
-    return format_table(None, [(status(ok), subject, detail) for ok, subject, detail in rows], sep=" | ")
+def verdict_rows(rows: Iterable[Sequence]) -> str:
+    """`PASSED | subject | detail` lines, aligned, from (ok, subject, detail, ...) rows; an empty last cell adds
+    no trailing `|`."""
+    table = format_table(None, [(status(ok), *cells) for ok, *cells in rows], sep=" | ")
+    return "\n".join(line.removesuffix(" |").rstrip() for line in table.splitlines())
 
 
 def summary_line(passed: int, total: int, what: str, *, failed: Sequence[str] = (), suffix: str = "") -> str:
-    """`PASSED: 2/2 outputs match torch (...)` or `FAILED: 1/2 ... ; failed: a, b` (names what failed)."""
-    text = f"{status(passed == total)}: {passed}/{total} {what}"
+    """`PASSED: 2/2 outputs match torch (...)` or `FAILED: 1/2 ... ; failed: a, b` (names what failed).
+
+    Nothing checked is never PASSED: `FAILED: 0/0 ...`."""
+    text = f"{status(0 < passed == total)}: {passed}/{total} {what}"
     if suffix:
         text += f" {suffix}"
     if failed:

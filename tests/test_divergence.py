@@ -120,6 +120,29 @@ def test_fused_batchnorm_and_repeated_module_give_no_false_alarm(residual, expor
     assert len(report.unmatched) == 1  # the first call of `shared`: a module called twice has no single value
 
 
+class Flatten(torch.nn.Module):
+    def forward(self, x):
+        return torch.relu(x).reshape(-1)
+
+
+def test_nothing_paired_is_failed_never_passed_and_names_the_fix():
+    """An ONNX Relu without scope names whose output keeps the batch axis torch's flattened output has not."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])])
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    report = find_divergence(Flatten(), onnx_model, torch.randn(1, 6))
+    assert not report and report.rows == [] and report.unmatched == ["y"] and report.first is None
+    assert repr(report).splitlines() == [
+        "FAILED: 0/0 matched tensors agree with torch (atol=1e-04, rtol=1e-03)",
+        "no ONNX tensor could be paired with a torch module's input or output: pass the model that was exported, "
+        "and an ONNX file whose nodes keep the exporter's names or metadata",
+        "not compared: 1 intermediate(s) without a torch counterpart"]
+    assert report.details() == "not compared: y"
+
+
 def test_report_table_is_stable_text_without_raw_floats(branchy):
     model, x, exports = branchy
     report = find_divergence(model, _edited_weight(exports["dynamo"], "convs2.1.weight"), x)

@@ -1,10 +1,11 @@
-"""labkit.notebook and labkit.paths: expected errors, short warnings, stable paths."""
+"""labkit.notebook, labkit.report and labkit.paths: expected errors, short warnings, verdicts, stable paths."""
 import warnings
 
 import pytest
 
 import labkit
 from labkit.notebook import _format_short
+from labkit.report import summary_line, verdict_rows
 
 
 def test_expect_error_prints_the_first_line_and_lets_the_cell_go_on(capsys):
@@ -92,3 +93,15 @@ def test_capture_native_stdout_collects_file_descriptor_output(capfd):
         os.write(1, b"graph(%x : Float)\n")
     assert captured.text == "graph(%x : Float)\n"
     assert capfd.readouterr().out == ""
+
+
+def test_a_summary_of_nothing_checked_is_failed_never_passed():
+    assert summary_line(0, 0, "outputs match torch") == "FAILED: 0/0 outputs match torch"
+    assert summary_line(2, 2, "outputs match torch") == "PASSED: 2/2 outputs match torch"
+    assert summary_line(1, 2, "outputs match torch", failed=["b"]) == "FAILED: 1/2 outputs match torch; failed: b"
+
+
+def test_verdict_rows_align_any_number_of_cells_and_an_empty_last_cell_adds_no_bar():
+    assert verdict_rows([(True, "a", "long detail", ""), (False, "bbb", "d", "<- first")]).splitlines() == [
+        "PASSED | a   | long detail",
+        "FAILED | bbb | d           | <- first"]
