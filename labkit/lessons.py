@@ -184,12 +184,14 @@ def is_timing_lesson(notebook) -> bool:
 
 @dataclass(frozen=True)
 class NotebookResult:
-    """How one notebook ran: ok or not, seconds, and where and why it failed ('Cell 3: ValueError: ...')."""
+    """How one notebook ran: ok or not, seconds, where and why it failed ('Cell 3: ValueError: ...'), and a note
+    (for a saved timing lesson: how busy the machine was)."""
 
     path: Path
     ok: bool
     seconds: float
     error: str = ""
+    note: str = ""
 
     @property
     def status(self) -> str:
@@ -311,14 +313,17 @@ def _socket_folder() -> str:
                   "short folder such as /tmp and run this again")
 
 
-def _busy_refusal(load: Callable[[], object]) -> str:
-    """Why a timing lesson may not be saved now ('' when the machine is quiet)."""
+def _machine_check(load: Callable[[], object], allow_busy: bool) -> tuple[str, str]:
+    """(refusal, note) for saving a timing lesson now: a refusal when the machine is busy and that is not allowed,
+    else a note with the numbers the saved timings came from."""
     measured = load()
     if measured.quiet:
-        return ""
+        return "", f"timings saved from a quiet machine ({measured.describe()})"
+    if allow_busy:
+        return "", f"timings saved from a busy machine, as --allow-busy asked ({measured.describe()})"
     return (f"not run: this lesson measures time, and --inplace saves timings only from a quiet machine, but "
             f"{'; '.join(measured.reasons)} ({measured.describe()}): stop other work and run it again, or pass "
-            "--allow-busy to save these timings anyway")
+            "--allow-busy to save these timings anyway"), ""
 
 
 def run_notebook(path: str | Path, *, inplace: bool = False, timeout: int = 600, allow_busy: bool = False,
@@ -343,12 +348,13 @@ def run_notebook(path: str | Path, *, inplace: bool = False, timeout: int = 600,
         reason = str(error).split(" is not a readable notebook: ", 1)[-1]
         label = "not a readable notebook" if isinstance(error, NotebookError) else "not saved"
         return NotebookResult(path, False, 0.0, f"{label}: {first_line(reason)}")
-    if inplace and not allow_busy and is_timing_lesson(notebook):
+    note = ""
+    if inplace and is_timing_lesson(notebook):
         if load is None:
             from . import machine_load
 
             load = machine_load.measure_load
-        refusal = _busy_refusal(load)
+        refusal, note = _machine_check(load, allow_busy)
         if refusal:
             return NotebookResult(path, False, time.perf_counter() - start, refusal)
     try:
@@ -371,7 +377,7 @@ def run_notebook(path: str | Path, *, inplace: bool = False, timeout: int = 600,
 
         notebook.metadata.pop("widgets", None)  # live widget state is meaningless once the kernel is gone
         nbformat.write(notebook, write_target(path, path.parent))
-    return NotebookResult(path, True, time.perf_counter() - start)
+    return NotebookResult(path, True, time.perf_counter() - start, note=note)
 
 
 def run_notebooks(paths: Sequence[Path], *, inplace: bool = False, timeout: int = 600, allow_busy: bool = False,
@@ -390,9 +396,9 @@ def run_notebooks(paths: Sequence[Path], *, inplace: bool = False, timeout: int 
 
 
 def format_results(results: Sequence[NotebookResult]) -> str:
-    """`PASSED | notebook | seconds` rows (the error after the seconds) and one summary line naming the failures."""
-    rows = verdict_rows((r.ok, display_path(r.path), f"{r.seconds:.1f} s" + (f"; {r.error}" if r.error else ""))
-                        for r in results)
+    """`PASSED | notebook | seconds` rows (the error or note after the seconds), one summary line naming the failures."""
+    rows = verdict_rows((r.ok, display_path(r.path), "; ".join(part for part in (f"{r.seconds:.1f} s", r.error, r.note)
+                                                                if part)) for r in results)
     failed = [r.path.stem for r in results if not r.ok]
     return f"{rows}\n" + summary_line(len(results) - len(failed), len(results), "notebooks ran without errors",
                                       failed=failed)

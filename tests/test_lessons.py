@@ -291,10 +291,12 @@ def test_inplace_refuses_to_save_a_timing_lesson_from_a_busy_machine_and_says_th
     assert "load 3.10 on 2 cores" in result.error and "90 %" in result.error and "steal 8 %" in result.error
 
 
-def test_inplace_saves_a_timing_lesson_from_a_quiet_machine_or_when_allowed(tmp_path):
+def test_inplace_saves_a_timing_lesson_from_a_quiet_machine_or_when_allowed_and_says_the_numbers(tmp_path):
     path = _timing_notebook(tmp_path / "00_t.ipynb")
-    assert lessons.run_notebook(path, inplace=True, timeout=60, load=lambda: QUIET).ok
-    assert lessons.run_notebook(path, inplace=True, timeout=60, load=lambda: BUSY, allow_busy=True).ok
+    quiet = lessons.run_notebook(path, inplace=True, timeout=60, load=lambda: QUIET)
+    assert quiet.ok and quiet.note.startswith("timings saved from a quiet machine (load 0.10 on 2 cores")
+    allowed = lessons.run_notebook(path, inplace=True, timeout=60, load=lambda: BUSY, allow_busy=True)
+    assert allowed.ok and "busy machine, as --allow-busy asked (load 3.10" in lessons.format_results([allowed])
     assert nbformat.read(path, as_version=4).cells[1].outputs[0]["text"] == "done\n"
 
 
