@@ -3,15 +3,24 @@
 Only the standard library is imported at module top: this is the module that must work when
 onnx, numpy or torch do not import (`labkit doctor` reports that instead of crashing). It also
 holds the one package-version lookup the kit uses (`package_version`, `package_versions`).
+
+A broken package is one finding: what needs it (by its declared requirements, or because its
+import failed inside the broken package) is SKIPPED, "not checked: needs numpy", with no fix of
+its own. Imports run with their stdout and stderr captured, so nothing a package prints leaks.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import platform
+import re
 import sys
-from collections.abc import Iterable
+import traceback
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib import metadata
+from importlib import metadata, util
+from pathlib import Path
 
 from .report import first_line, format_table, status, summary_line
 
@@ -31,6 +40,53 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    needs: str = ""  # set when the check was not run: the broken check it depends on
+
+    @property
+    def status(self) -> str:
+        return SKIPPED if self.needs else status(self.ok)
+
+
+SKIPPED = "SKIPPED"
+
+
+def _skipped(name: str, needs: str) -> Check:
+    return Check(name, False, f"not checked: needs {needs}", needs=needs)
+
+
+def _normalised(dist: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+def _requirements(dist: str) -> list[str]:
+    """The distributions `dist` declares it needs (extras left out), normalised; [] when it is not installed."""
+    try:
+        declared = metadata.requires(dist) or []
+    except metadata.PackageNotFoundError:
+        return []
+    return [_normalised(re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0]) for req in declared if "extra" not in req]
+
+
+def _failed_inside(error: BaseException, broken: Mapping[str, str]) -> str:
+    """The broken check whose package `error` was raised in (its traceback passes through it), else ''."""
+    folders = {}
+    for name in set(broken.values()):
+        try:
+            spec = util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin:
+            folders[name] = str(Path(spec.origin).parent if spec.submodule_search_locations else Path(spec.origin))
+    seen = error
+    while seen is not None:
+        if getattr(seen, "name", None) in folders:
+            return seen.name
+        for frame in traceback.extract_tb(seen.__traceback__):
+            for name, folder in folders.items():
+                if frame.filename.startswith(folder):
+                    return name
+        seen = seen.__cause__ or seen.__context__
+    return ""
 
 
 def package_version(dist: str) -> str | None:
@@ -62,23 +118,53 @@ def check_python() -> Check:
     return Check("python", ok, platform.python_version(), "" if ok else "use Python 3.10 to 3.13")
 
 
-def check_import(module: str, dist: str | None = None) -> Check:
-    """Import `module`; report its distribution's version, or the first line of the import error."""
-    dist = dist or module
+def check_import(module: str, dist: str | None = None, *, broken: Mapping[str, str] | None = None) -> Check:
+    """Import `module`; report its distribution's version, or the first line of the import error.
+
+    `broken` maps the distributions already found broken to their check's name: a module that
+    needs one of them is not imported (or, when its import fails inside one, not blamed).
+    """
+    dist, broken = dist or module, broken or {}
+    needs = next((broken[req] for req in _requirements(dist) if req in broken), "")
+    if needs:
+        return _skipped(module, needs)
     try:
-        importlib.import_module(module)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            importlib.import_module(module)  # what a package prints while failing is not the report's
     except Exception as error:  # any import failure is a finding, not a crash of the doctor
-        first = first_line(error)
+        needs = _failed_inside(error, broken)
+        if needs:
+            return _skipped(module, needs)
         version = package_version(dist)
-        fix = f"pip install -c constraints.txt {dist}"
-        return Check(module, False, f"{dist} {version or 'not installed'}: {type(error).__name__}: {first}", fix)
+        shadow = _shadow(module, dist) if version else ""
+        if shadow:
+            return Check(module, False, f"{shadow} hides the installed {dist} {version}: {type(error).__name__}: "
+                         f"{first_line(error)}", f"rename or remove {shadow} (a file or folder named {module} in the "
+                         "working folder or on PYTHONPATH is imported first)")
+        fix = f"pip install -c constraints.txt {'--force-reinstall ' if version else ''}{dist}"
+        return Check(module, False, f"{dist} {version or 'not installed'}: {type(error).__name__}: {first_line(error)}",
+                     fix)
     return Check(module, True, package_version(dist) or "?")
 
 
-def check_torchvision() -> Check:
+def _shadow(module: str, dist: str) -> str:
+    """The path Python imports `module` from when it is not the installed distribution's copy, else ''."""
+    try:
+        spec = util.find_spec(module)
+        installed = metadata.distribution(dist).locate_file("")
+    except (ImportError, ValueError, metadata.PackageNotFoundError):
+        return ""
+    if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
+        return ""
+    origin = Path(spec.origin).resolve()
+    shown = origin.parent if spec.submodule_search_locations else origin
+    return "" if origin.is_relative_to(Path(str(installed)).resolve()) else str(shown)
+
+
+def check_torchvision(broken: Mapping[str, str] | None = None) -> Check:
     """torchvision's compiled ops must match torch's build (the classic CPU-torch + CUDA-torchvision trap)."""
-    result = check_import("torchvision")
-    if result.ok or package_version("torchvision") is None:
+    result = check_import("torchvision", broken=broken)
+    if result.ok or result.needs or package_version("torchvision") is None:
         return result
     torch_version, vision_version = package_version("torch"), package_version("torchvision")
     return Check("torchvision", False,
@@ -86,7 +172,7 @@ def check_torchvision() -> Check:
                  FIX_PAIR)
 
 
-def check_onnxscript() -> Check:
+def check_onnxscript(broken: Mapping[str, str] | None = None) -> Check:
     """The default (dynamo) exporter needs onnxscript >= 0.6."""
     version = package_version("onnxscript")
     if version is None:
@@ -95,7 +181,7 @@ def check_onnxscript() -> Check:
     if _parse(version) < MIN_ONNXSCRIPT:
         return Check("onnxscript", False, f"{version} is older than 0.6, which today's exporter needs",
                      "pip install -c constraints.txt --upgrade 'onnxscript>=0.6'")
-    return check_import("onnxscript")
+    return check_import("onnxscript", broken=broken)
 
 
 def check_trained_weights() -> Check:
@@ -201,31 +287,55 @@ def check_exporters() -> Check:
 
 
 def run_checks(*, quick: bool = False) -> list[Check]:
-    """Every check, in an order where later ones assume earlier ones passed (and are skipped if not)."""
-    checks = [check_python(), check_import("numpy"), check_import("torch"), check_torchvision(), check_import("onnx"),
-              check_import("onnxruntime"), check_onnxscript()]
+    """Every check, in an order where later ones assume earlier ones passed (SKIPPED, naming the cause, if not)."""
+    broken: dict[str, str] = {}  # normalised distribution -> the check that found it (or what it needs) broken
+    checks = [check_python()]
+
+    def add(check: Check, dist: str) -> None:
+        checks.append(check)
+        if not check.ok:
+            broken[_normalised(dist)] = check.needs or check.name
+
+    add(check_import("numpy", broken=broken), "numpy")
+    add(check_import("torch", broken=broken), "torch")
+    add(check_torchvision(broken), "torchvision")
+    add(check_import("onnx", broken=broken), "onnx")
+    add(check_import("onnxruntime", broken=broken), "onnxruntime")
+    add(check_onnxscript(broken), "onnxscript")
     for module, dist in [("jupyterlab", None), ("ipywidgets", None), ("nbval", None), ("matplotlib", None),
                          ("cv2", "opencv-python-headless"), ("pygraphviz", None)]:
         if module == "cv2" and package_version("opencv-python-headless") is None and package_version("opencv-python"):
             dist = "opencv-python"
-        checks.append(check_import(module, dist))
-    core_ok = all(c.ok for c in checks if c.name in ("torch", "onnx", "onnxruntime", "onnxscript"))
-    if all(c.ok for c in checks if c.name == "torch"):
-        checks.append(check_trained_weights())
-    if all(c.ok for c in checks if c.name in ("onnx", "onnxruntime")):
-        checks += [check_opsets(), check_providers()]
-    if core_ok and not quick:
-        checks.append(check_exporters())
+        add(check_import(module, dist, broken=broken), dist or module)
+
+    def first_broken(*dists: str) -> str:
+        return next((broken[d] for d in dists if d in broken), "")
+
+    needs = first_broken("torch")
+    checks.append(_skipped("trained weights", needs) if needs else check_trained_weights())
+    needs = first_broken("onnx", "onnxruntime")
+    checks += [_skipped("opsets", needs), _skipped("ORT providers", needs)] if needs else [check_opsets(),
+                                                                                          check_providers()]
+    if not quick:
+        needs = first_broken("torch", "onnx", "onnxruntime", "onnxscript")
+        checks.append(_skipped("exporters", needs) if needs else check_exporters())
     return checks
 
 
 def format_checks(checks: list[Check]) -> str:
-    """`PASSED | check | detail` rows, the fix under each failure, and a summary that names what failed."""
+    """`PASSED | check | detail` rows, the fix under each failure, and a summary that names what failed.
+
+    A check not run because another failed is SKIPPED: the summary names it apart, after the failures.
+    """
     rows = []
     for c in checks:
-        rows.append((status(c.ok), c.name, c.detail))
+        rows.append((c.status, c.name, c.detail))
         if not c.ok and c.fix:
             rows.append(("", "", f"fix: {c.fix}"))
-    failed = [c.name for c in checks if not c.ok]
-    summary = summary_line(len(checks) - len(failed), len(checks), "environment checks passed", failed=failed)
+    failed = [c.name for c in checks if not c.ok and not c.needs]
+    skipped = [c.name for c in checks if c.needs]
+    summary = summary_line(sum(c.ok for c in checks), len(checks), "environment checks passed", failed=failed)
+    if skipped:
+        causes = " and ".join(dict.fromkeys(c.needs for c in checks if c.needs))
+        summary += f"; not checked (they need {causes}): {', '.join(skipped)}"
     return f"{format_table(None, rows, sep=' | ')}\n{summary}"

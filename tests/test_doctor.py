@@ -116,10 +116,28 @@ def test_a_healthy_report_ends_with_a_passed_summary():
         "PASSED: 1/1 environment checks passed"
 
 
-def test_package_versions_is_the_one_lookup_and_skips_what_is_not_installed():
+def test_package_versions_skips_what_is_not_installed():
     versions = doctor.package_versions(("onnx", "no-such-distribution-here"))
     assert versions == {"onnx": metadata.version("onnx")}
     assert doctor.package_version("no-such-distribution-here") is None
+
+
+def _version_lookups(folder) -> list[str]:
+    """Modules under `folder` that read installed versions themselves (importlib.metadata, pkg_resources)."""
+    import re
+    from pathlib import Path
+
+    pattern = re.compile(r"^\s*(import importlib\.metadata|from importlib(\.metadata)? import .*\bmetadata\b|"
+                         r"from importlib\.metadata import|import pkg_resources)", re.M)
+    return sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*.py") if pattern.search(p.read_text()))
+
+
+def test_doctor_holds_the_one_package_version_lookup_of_the_kit(tmp_path):
+    from pathlib import Path
+
+    assert _version_lookups(Path(doctor.__file__).parent) == ["doctor.py"]
+    (tmp_path / "other.py").write_text("from importlib.metadata import version\n")  # a second lookup is found
+    assert _version_lookups(tmp_path) == ["other.py"]
 
 
 def test_doctor_builds_its_sessions_with_make_session(monkeypatch):
@@ -135,3 +153,61 @@ def test_doctor_command_exits_non_zero_when_a_check_fails(monkeypatch, capsys):
     monkeypatch.setattr(doctor, "run_checks", lambda quick: [doctor.Check("torch", False, "broken", "reinstall")])
     assert cli_main(["doctor", "--quick"]) == 1
     assert "FAILED: 0/1 environment checks passed; failed: torch" in capsys.readouterr().out
+
+
+# --- a broken dependency is one finding: what needs it is "not checked", never a list of useless fixes ---
+
+def test_with_numpy_broken_the_one_finding_is_numpy_with_no_traceback_and_nothing_leaked(tmp_path):
+    import subprocess
+    import sys
+
+    from labkit.childenv import kernel_env
+
+    (tmp_path / "numpy").mkdir()
+    (tmp_path / "numpy" / "__init__.py").write_text('raise ImportError("numpy is broken here")\n')
+    run = subprocess.run([sys.executable, "-m", "labkit.cli", "doctor", "--quick"], capture_output=True, text=True,
+                         env=kernel_env(PYTHONPATH=str(tmp_path)), timeout=120)
+    assert run.returncode == 1
+    lines = run.stdout.splitlines()
+    numpy_row = next(line for line in lines if line.split("|")[1].strip() == "numpy")
+    assert numpy_row.startswith("FAILED") and "numpy is broken here" in numpy_row
+    fixes = [line for line in lines if "fix:" in line]
+    assert len(fixes) == 1 and "numpy" in fixes[0], run.stdout
+    for needs_numpy in ("torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "matplotlib", "cv2"):
+        row = next(line for line in lines if line.split("|")[1].strip() == needs_numpy)
+        assert "not checked: needs numpy" in row, row
+    assert "OpenCV" not in run.stdout and "Install it via command" not in run.stdout
+    assert "Traceback" not in run.stderr and run.stderr.strip() == "", run.stderr
+    assert lines[-1].startswith("FAILED: ") and "failed: numpy" in lines[-1] and "torch" not in lines[-1].split(";")[1]
+
+
+def test_a_package_that_fails_inside_a_broken_one_is_skipped_not_given_a_fix(tmp_path, monkeypatch, capsys):
+    """torch does not declare numpy, but its import fails inside numpy: that is numpy's finding, not torch's."""
+    (tmp_path / "basepkg").mkdir()
+    (tmp_path / "basepkg" / "__init__.py").write_text('print("basepkg says: install me")\nraise ImportError("broken")\n')
+    (tmp_path / "userpkg.py").write_text("import basepkg\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    base = doctor.check_import("basepkg")
+    assert not base.ok and not base.needs and "ImportError: broken" in base.detail
+    user = doctor.check_import("userpkg", broken={"basepkg": "basepkg"})
+    assert user.needs == "basepkg" and user.detail == "not checked: needs basepkg" and not user.fix
+    assert capsys.readouterr() == ("", "")  # what a failing import prints is not the report's
+
+
+def test_an_installed_package_that_fails_to_import_gets_a_reinstall_not_an_install(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "nbval", None)  # installed (metadata), its import fails
+    check = doctor.check_import("nbval")
+    assert not check.ok and check.fix == "pip install -c constraints.txt --force-reinstall nbval"
+    assert doctor.check_import("no_such_module_here", "no-such-dist").fix == \
+        "pip install -c constraints.txt no-such-dist"  # not installed: install it
+
+
+def test_skipped_checks_are_named_apart_from_failures_in_the_summary():
+    text = doctor.format_checks([doctor.Check("numpy", False, "broken", "reinstall numpy"),
+                                 doctor.Check("onnx", False, "not checked: needs numpy", needs="numpy")])
+    assert text.splitlines() == [
+        "FAILED  | numpy | broken",
+        "        |       | fix: reinstall numpy",
+        "SKIPPED | onnx  | not checked: needs numpy",
+        "FAILED: 0/2 environment checks passed; failed: numpy; not checked (they need numpy): onnx",
+    ]
