@@ -7,8 +7,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from labkit import input_specs
-from labkit.commands import bench
+from labkit import bench, input_specs
+from labkit.commands import bench as bench_command
 from labkit.cli import main as cli_main
 from test_measure import make_conv_model
 
@@ -88,7 +88,7 @@ def test_table_has_the_fixed_header_and_one_row_per_batch(affine_path, capsys):
     assert status == 0
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("batch"))
-    assert re.split(r"\s{2,}", lines[header].strip()) == list(bench.TABLE_HEADER)
+    assert re.split(r"\s{2,}", lines[header].strip()) == list(bench_command.TABLE_HEADER)
     rows = lines[header + 1:]
     assert [row.split()[0] for row in rows] == ["1", "2", "3"]
     assert all(len(row.split()) == 5 for row in rows)
@@ -113,7 +113,7 @@ def test_default_batch_is_the_models_fixed_batch(static_affine_path, capsys):
 
 def test_format_rows_aligns_columns_and_marks_unknown_peak():
     rows = [bench.BenchRow(1, 1.234, 2.5, 810.37, None), bench.BenchRow(32, 123.4, 130.0, 259.3, 45.67)]
-    lines = bench.format_rows(rows).splitlines()
+    lines = bench_command.format_rows(rows).splitlines()
     assert len({len(line) for line in lines}) == 1
     assert lines[1].split()[-1] == "-" and lines[2].split()[-1] == "45.7"
 
