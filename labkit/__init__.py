@@ -22,7 +22,6 @@ _EXPORTS = {
     "op_counts": "inspect", "op_label": "inspect", "summarize": "inspect",
     "OnnxFile": "onnxfile", "input_specs": "onnxfile", "load_model": "onnxfile", "output_specs": "onnxfile",
     "PASSED": "report", "FAILED": "report", "format_table": "report", "status": "report",
-    "clean_env": "childenv", "kernel_env": "childenv",
     "expect_error": "notebook", "short_warnings": "notebook", "hide_native_stdout": "notebook",
     "capture_native_stdout": "notebook",
     "artifacts_dir": "paths", "data_path": "paths", "display_path": "paths", "repo_root": "paths",

@@ -193,8 +193,6 @@ def _tensor_leaves(value: Any) -> list:
     return []
 
 
-
-
 def capture_activations(torch_model, inputs: Any) -> list[Activation]:
     """Run `torch_model` once (eval mode, no grad) and record every module's tensor inputs and outputs, in order."""
     import torch
@@ -310,9 +308,7 @@ class DivergenceReport:
     def first_node(self) -> onnx.NodeProto | None:
         """The ONNX node that produced the first diverging tensor."""
         first = self.first
-        if first is None:
-            return None
-        return next(node for node in self._graph.node if first.tensor in node.output)
+        return None if first is None else next(node for node in self._graph.node if first.tensor in node.output)
 
     def table(self, max_rows: int | None = None) -> str:
         """`STATUS | tensor | op | torch activation | shape` lines, aligned; the first failure is marked."""

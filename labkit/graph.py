@@ -122,13 +122,9 @@ def _render_svg(graph, boxes) -> str:
              'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>']
     for edge in graph.edges():
         points = edge.attr["pos"].split()
-        end = None
-        if points and points[0].startswith("e,"):
-            end = tuple(map(float, points[0][2:].split(",")))
-            points = points[1:]
+        if points and points[0].startswith("e,"):  # Graphviz writes the arrow's end point first
+            points = points[1:] + [points[0][2:]]
         coords = [flip(*map(float, p.split(","))) for p in points]
-        if end is not None:
-            coords.append(flip(*end))
         if len(coords) >= 4 and (len(coords) - 1) % 3 == 0:
             path = f"M{coords[0][0]:.1f},{coords[0][1]:.1f} C" + " ".join(
                 f"{x:.1f},{y:.1f}" for x, y in coords[1:])

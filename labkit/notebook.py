@@ -64,8 +64,7 @@ def expect_error(*types: type[BaseException], match: str | None = None, show: bo
 
 
 def _format_short(message, category, filename, lineno, line=None) -> str:
-    text = str(message).strip().splitlines()
-    return f"{category.__name__}: {text[0] if text else ''}\n"
+    return f"{category.__name__}: {first_line(str(message))}\n"
 
 
 def short_warnings() -> None:
@@ -80,17 +79,8 @@ def hide_native_stdout():
     The legacy exporter's C++ core dumps its half-built graph (full of file paths) to the process's
     stdout when an export fails; Python-level output is unaffected outside the block.
     """
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    try:
+    with capture_native_stdout():
         yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 class NativeOutput:

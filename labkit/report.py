@@ -34,11 +34,8 @@ def strip_ansi(text: str) -> str:
 
 def first_line(error: BaseException | str) -> str:
     """The first non-empty line of an error's message, or its type name when the message is empty."""
-    text = strip_ansi(str(error)).strip()
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return type(error).__name__ if isinstance(error, BaseException) else ""
+    line = next((line.strip() for line in strip_ansi(str(error)).splitlines() if line.strip()), "")
+    return line or (type(error).__name__ if isinstance(error, BaseException) else "")
 
 
 def format_table(header: Sequence[str] | None, rows: Iterable[Sequence[object]], *, sep: str = "  ",
@@ -60,16 +57,13 @@ def format_table(header: Sequence[str] | None, rows: Iterable[Sequence[object]],
 
 
 def verdict_rows(rows: Iterable[Sequence]) -> str:
-    """`PASSED | subject | detail` lines, aligned, from (ok, subject, detail, ...) rows; an empty last cell adds
-    no trailing `|`."""
+    """`PASSED | subject | detail` lines, aligned, from (ok, subject, detail, ...) rows; no `|` before an empty end."""
     table = format_table(None, [(status(ok), *cells) for ok, *cells in rows], sep=" | ")
     return "\n".join(line.removesuffix(" |").rstrip() for line in table.splitlines())
 
 
 def summary_line(passed: int, total: int, what: str, *, failed: Sequence[str] = (), suffix: str = "") -> str:
-    """`PASSED: 2/2 outputs match torch (...)` or `FAILED: 1/2 ... ; failed: a, b` (names what failed).
-
-    Nothing checked is never PASSED: `FAILED: 0/0 ...`."""
+    """`PASSED: 2/2 outputs match torch (...)` or `FAILED: 1/2 ... ; failed: a, b`; nothing checked is FAILED: 0/0."""
     text = f"{status(0 < passed == total)}: {passed}/{total} {what}"
     if suffix:
         text += f" {suffix}"
