@@ -150,7 +150,7 @@ def _check_q2(ex2_path) -> str:
     cosine = float(_cosine(got, expected).mean())
     if cosine >= MIN_MIXED_COSINE:
         return (f"every convolution in int8, and on the check's own camera images (depth in millimetres) the logits "
-                f"follow torch to a mean cosine of {cosine:.4f} (>= {MIN_MIXED_COSINE})")
+                f"follow torch to a mean cosine of at least {MIN_MIXED_COSINE}")
     in_metres = images.copy()
     in_metres[:, 3] /= 1000.0
     metres = float(_cosine(_session(model).run(None, {inputs[0]: in_metres})[0], expected).mean())
