@@ -201,7 +201,7 @@ def test_every_python_of_the_venv_turns_ort_telemetry_off():
     """`make setup` wrote the .pth file, so kernels (nbval's, `labkit run`'s, JupyterLab's) and the CLI get the flag."""
     pth = Path(sysconfig.get_path("purelib")) / PTH_NAME
     assert pth.is_file(), f"{pth} is missing: run `make setup` (it writes it), or set ORT_DISABLE_TELEMETRY=1 yourself"
-    env = {name: value for name, value in os.environ.items() if name != "ORT_DISABLE_TELEMETRY"}
+    env = clean_env(ORT_DISABLE_TELEMETRY=None)
     probe = "import os; print(os.environ.get('ORT_DISABLE_TELEMETRY'))"
     fresh = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert fresh.stdout.strip() == "1", fresh.stdout + fresh.stderr
