@@ -179,8 +179,18 @@ def torch_args(inputs: Any) -> tuple:
 
     values = tuple(inputs.values()) if isinstance(inputs, Mapping) else (
         tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,))
-    return tuple(torch.tensor(v) if isinstance(v, np.ndarray) else v.clone() if isinstance(v, torch.Tensor) else v
+    return tuple(_to_tensor(v) if isinstance(v, np.ndarray) else v.clone() if isinstance(v, torch.Tensor) else v
                  for v in values)
+
+
+def _to_tensor(array: np.ndarray):
+    """A torch copy of `array`; an ml_dtypes array (bfloat16, float8) becomes the torch dtype of the same name."""
+    import torch
+
+    kind = getattr(torch, array.dtype.name, None) if array.dtype.type.__module__.startswith("ml_dtypes") else None
+    if isinstance(kind, torch.dtype):
+        return torch.from_numpy(array.astype(np.float32)).to(kind)
+    return torch.tensor(array)
 
 
 def run_torch(torch_model, inputs: Any) -> list[np.ndarray]:

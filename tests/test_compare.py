@@ -291,3 +291,15 @@ def test_compare_with_torch_gives_the_model_back_in_the_mode_it_had():
     model[1].eval()  # a mixed state must come back as it was, module by module
     assert labkit.compare_with_torch(model, _scale_model(), torch.ones(3))
     assert model.training and model[0].training and not model[1].training
+
+
+def test_a_bfloat16_model_is_compared_with_torch_end_to_end():
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["x"], ["y"])], "relu",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.BFLOAT16, [3])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.BFLOAT16, [3])])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
+    x = torch.tensor([-1.0, 0.5, 2.0], dtype=torch.bfloat16)
+    result = labkit.compare_with_torch(torch.relu, model, x, backends=["reference"])
+    assert result and "(3,) bfloat16" in repr(result), repr(result)
+    assert not labkit.compare_with_torch(lambda t: torch.relu(t) + 1, model, x, backends=["reference"])
