@@ -88,14 +88,6 @@ def summarize(model: ModelLike) -> ModelSummary:
     loaded = OnnxFile.open(model)
     proto = loaded.proto
     count, values, nbytes, untyped = _initializer_stats(proto)
-    return ModelSummary(
-        ir_version=proto.ir_version,
-        opsets={imp.domain: imp.version for imp in proto.opset_import},
-        inputs=loaded.inputs,
-        outputs=loaded.outputs,
-        ops=op_counts(loaded),
-        initializers=count,
-        parameters=values,
-        parameter_bytes=nbytes,
-        untyped_initializers=untyped,
-    )
+    return ModelSummary(ir_version=proto.ir_version, opsets={imp.domain: imp.version for imp in proto.opset_import},
+                        inputs=loaded.inputs, outputs=loaded.outputs, ops=op_counts(loaded), initializers=count,
+                        parameters=values, parameter_bytes=nbytes, untyped_initializers=untyped)

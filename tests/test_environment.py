@@ -250,8 +250,9 @@ def test_an_ort_session_makes_no_dns_look_up(tmp_path):
     _finish(control)
     control_calls = [line for line in control_trace.read_text().splitlines() if DNS_CALL.search(line)]
     if not control_calls:
-        pytest.fail("the control run (labkit not imported) made no DNS look-up within 12 s, so this probe proves nothing; "
-                    "has ONNX Runtime changed how it uploads telemetry, or does it see a CI marker not in CI_MARKERS?")
+        pytest.fail("the control run (labkit not imported) made no DNS look-up within 12 s, so this probe proves "
+                    "nothing; has ONNX Runtime changed how it uploads telemetry, or does it see a CI marker not in "
+                    "CI_MARKERS?")
     kit_lines = kit_trace.read_text().splitlines()
     assert not [line for line in kit_lines if DNS_CALL.search(line)], "a DNS look-up with telemetry off"
     assert not [line for line in kit_lines if TELEMETRY_DIR in line], "a file under ~/.cache/Microsoft was opened"

@@ -30,8 +30,9 @@ def test_op_counts_count_each_node_type(affine_model):
 # not the same on every machine (graph.py's promise), or the drawing was changed on purpose: then look at the new
 # picture and record its digest here.
 AFFINE_SVG_SHA256 = "f76ed692c11744636247986091fdc34b66ee9602b1cecb6735734f7027adec61"
-DIGEST_SCRIPT = ("import hashlib, sys; sys.path.insert(0, sys.argv[1]); import labkit; from helpers import "
-                 "make_affine_model; print(hashlib.sha256(labkit.draw_graph(make_affine_model()).svg.encode()).hexdigest())")
+DIGEST_SCRIPT = ("import hashlib, sys; sys.path.insert(0, sys.argv[1]); import labkit; "
+                 "from helpers import make_affine_model; svg = labkit.draw_graph(make_affine_model()).svg; "
+                 "print(hashlib.sha256(svg.encode()).hexdigest())")
 
 
 def test_graph_picture_has_the_same_bytes_in_a_process_with_other_fonts_locale_and_hash_seed(affine_model, tmp_path):
