@@ -1,10 +1,16 @@
-"""Where the kit's files live: the repository, its shipped data, and per-lesson artifacts."""
+"""Where the kit's files live: the repository, its shipped data, and per-lesson artifacts.
+
+The kit reads what it ships (lessons, data) from its install, and writes only to the learner's area,
+`learner_root()`: the checkout itself for one learner (as always), or the folder named by LABKIT_HOME where
+one read-only install serves a room (JupyterHub's spawner sets LABKIT_HOME=$HOME/onnx-labkit per learner).
+"""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
-__all__ = ["repo_root", "data_path", "artifacts_dir", "display_path", "GENERATED", "KIT_FOLDERS", "kit_folder_of",
+__all__ = ["repo_root", "HOME_VARIABLE", "learner_root", "data_path", "artifacts_dir", "display_path", "GENERATED", "KIT_FOLDERS", "kit_folder_of",
            "write_target"]
 
 # Folders the kit (or its tools) generates and may remove: `make clean` deletes artifacts/, .pytest_cache/ and
@@ -12,6 +18,8 @@ __all__ = ["repo_root", "data_path", "artifacts_dir", "display_path", "GENERATED
 GENERATED = ("artifacts", ".pytest_cache", ".venv", "wheelhouse", "__pycache__", ".ipynb_checkpoints")
 # Folders that hold the kit itself: nothing of the learner's belongs in them.
 KIT_FOLDERS = ("notebooks", "labkit", "tests", "data", "docs", "benchmarks", ".git", ".ci")
+
+HOME_VARIABLE = "LABKIT_HOME"          # the learner's own writable area on a shared install (workspace/, artifacts/)
 
 _STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -30,6 +38,20 @@ def repo_root() -> Path:
     )
 
 
+def learner_root() -> Path:
+    """Where the learner's files go (`workspace/`, `artifacts/`): $LABKIT_HOME when set (a shared install: the
+    learner's own area, made if missing), else the checkout, exactly as for one learner."""
+    home = os.environ.get(HOME_VARIABLE, "").strip()
+    if not home:
+        return repo_root()
+    path = Path(home).expanduser()
+    if not path.is_absolute():
+        raise ValueError(f"{HOME_VARIABLE}={home!r} is not an absolute path: set it to the learner's own folder, "
+                         f"e.g. {HOME_VARIABLE}=$HOME/onnx-labkit")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def data_path(name: str) -> Path:
     """Path of a file shipped in `data/`; a missing name lists what is there."""
     path = repo_root() / "data" / name
@@ -40,11 +62,12 @@ def data_path(name: str) -> Path:
 
 
 def artifacts_dir(lesson: str) -> Path:
-    """`artifacts/<lesson>/`, created if needed: every file a lesson writes goes there (git-ignored)."""
+    """`artifacts/<lesson>/` of the learner's area (`learner_root()`), created if needed: every file a lesson writes
+    goes there (git-ignored in a checkout)."""
     if not isinstance(lesson, str) or not _STEM.fullmatch(lesson):
         raise ValueError(f"lesson must be a notebook stem such as '01_alexnet_export' (letters, digits, '_', '-', "
                          f"'.', not starting with a dot), got {lesson!r}")
-    root = repo_root()
+    root = learner_root()
     path = write_target(root / "artifacts" / lesson, root)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -91,9 +114,12 @@ def write_target(path: str | Path, root: str | Path) -> Path:
 
 
 def display_path(path: str | Path) -> str:
-    """A path relative to the checkout, so printed paths are the same on every machine."""
+    """A path relative to the checkout (or to the learner's area, $LABKIT_HOME), so printed paths are the same on
+    every machine and for every learner."""
     path = Path(path).resolve()
-    try:
-        return path.relative_to(repo_root()).as_posix()
-    except ValueError:
-        return path.name
+    for root in (repo_root(), learner_root()):
+        try:
+            return path.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            continue
+    return path.name

@@ -29,14 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .exercises.core import CORRECT, INCORRECT, NOT_ATTEMPTED
-from .paths import GENERATED, display_path, kit_folder_of, repo_root, write_target
+from .paths import GENERATED, display_path, kit_folder_of, learner_root, repo_root, write_target
 from .report import format_table
 
 __all__ = ["WORKSPACE", "MANIFEST", "BACKUP", "NOT_RUN", "OUT_OF_DATE", "default_workspace", "learner_copy",
            "copy_hash", "check_targets", "CopyResult", "update_workspace", "format_copies", "SavedOutcome",
            "check_calls", "saved_outcomes", "ExerciseProgress", "read_progress", "format_progress"]
 
-WORKSPACE = "workspace"                 # in the checkout, git-ignored
+WORKSPACE = "workspace"                 # in the learner's area (the checkout, git-ignored; or $LABKIT_HOME)
 MANIFEST = ".labkit-workspace.json"
 MANIFEST_VERSION = 2                    # version 1 hashed cell sources and outputs only: its copies count as the learner's
 BACKUP = ".backup"
@@ -48,8 +48,9 @@ _WRITTEN_BY_JUPYTER = ("kernelspec", "language_info", "widgets")
 
 
 def default_workspace() -> Path:
-    """`workspace/` in the checkout: where `make lab` opens JupyterLab."""
-    return repo_root() / WORKSPACE
+    """`workspace/` in the learner's area: the checkout (where `make lab` opens JupyterLab), or $LABKIT_HOME on a
+    shared install."""
+    return learner_root() / WORKSPACE
 
 
 def _shown(path: Path) -> str:
@@ -251,7 +252,7 @@ def update_workspace(sources: Sequence[Path], out: str | Path | None = None, *, 
     from .lessons import NotebookError
 
     if out is None:
-        out = write_target(default_workspace(), repo_root())  # workspace/ must not lead out of the checkout
+        out = write_target(default_workspace(), learner_root())  # workspace/ must not lead out of the learner's area
     sources = [Path(s) for s in sources]
     check_targets(sources, out)
     out = Path(out)
