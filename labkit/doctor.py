@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import os
 import platform
 import re
 import sys
@@ -64,7 +65,8 @@ def _requirements(dist: str) -> list[str]:
         declared = metadata.requires(dist) or []
     except metadata.PackageNotFoundError:
         return []
-    return [_normalised(re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0]) for req in declared if "extra" not in req]
+    return [_normalised(re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0]) for req in declared
+            if "extra" not in req.partition(";")[2]]
 
 
 def _failed_inside(error: BaseException, broken: Mapping[str, str]) -> str:
@@ -76,7 +78,8 @@ def _failed_inside(error: BaseException, broken: Mapping[str, str]) -> str:
         except (ImportError, ValueError):
             spec = None
         if spec is not None and spec.origin:
-            folders[name] = str(Path(spec.origin).parent if spec.submodule_search_locations else Path(spec.origin))
+            folders[name] = (str(Path(spec.origin).parent) + os.sep if spec.submodule_search_locations
+                             else spec.origin)
     seen = error
     while seen is not None:
         if getattr(seen, "name", None) in folders:

@@ -220,6 +220,9 @@ def save_trained(model, out: Path, *, replace_shipped: bool = False, scores=None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
-    torch.save(state, partial)
-    os.replace(partial, out)  # the old file stays whole until the new one is
+    try:
+        torch.save(state, partial)
+        os.replace(partial, out)  # the old file stays whole until the new one is
+    finally:
+        partial.unlink(missing_ok=True)
     return Saved(out, kept)
