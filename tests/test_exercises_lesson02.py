@@ -10,6 +10,7 @@ import torch
 
 from labkit.exercises.core import CORRECT, INCORRECT, NOT_ATTEMPTED
 from labkit.exercises.lesson02 import q1, q2, q3
+from wrong_answers import WrongAnswer, assert_rejected, params
 
 
 @pytest.fixture(autouse=True)
@@ -88,13 +89,6 @@ class _WhileDoubler(torch.nn.Module):
 DOUBLER_ARGS = (torch.ones(2, 3), torch.tensor(2))
 
 
-def test_q1_traced_loop_is_incorrect_and_says_it_was_unrolled(tmp_path):
-    path = _export_legacy(_TracedDoubler(), DOUBLER_ARGS, tmp_path / "traced.onnx", input_names=["x", "n"])
-    outcome = q1.check(ex1_path=path)
-    assert outcome.status == INCORRECT
-    assert "no Loop node" in outcome.message and "unrolled" in outcome.message
-
-
 def test_q1_scripted_loop_is_correct(tmp_path):
     path = _export_legacy(_ScriptedDoubler(), DOUBLER_ARGS, tmp_path / "scripted.onnx", input_names=["x", "n"])
     outcome = q1.check(ex1_path=path)
@@ -108,19 +102,6 @@ def test_q1_while_loop_on_the_default_exporter_is_correct(tmp_path):
                       external_data=False, input_names=["x", "n"])
     outcome = q1.check(ex1_path=path)
     assert outcome.status == CORRECT, outcome.message
-
-
-def test_q1_loop_with_the_wrong_body_is_incorrect_and_names_the_count(tmp_path):
-    path = _export_legacy(_ScriptedAdder(), DOUBLER_ARGS, tmp_path / "adder.onnx", input_names=["x", "n"])
-    outcome = q1.check(ex1_path=path)
-    assert outcome.status == INCORRECT
-    assert "n = 0" not in outcome.message and "with n = 3" in outcome.message
-
-
-def test_q1_missing_file_is_incorrect_not_a_traceback(tmp_path):
-    outcome = q1.check(ex1_path=tmp_path / "never_exported.onnx")
-    assert outcome.status == INCORRECT
-    assert "no such file" in outcome.message
 
 
 def test_q1_missing_variable_is_not_attempted():
@@ -180,13 +161,6 @@ def _q2(path):
     return q2.check(ex2_path=path, HalveUntilSmall=_HalveUntilSmall)
 
 
-def test_q2_traced_while_is_incorrect_and_says_the_stopping_test_ran_in_python(tmp_path):
-    path = _export_legacy(_HalveUntilSmall(), HALVE_EXAMPLE, tmp_path / "traced.onnx")
-    outcome = _q2(path)
-    assert outcome.status == INCORRECT
-    assert "no Loop node" in outcome.message and "ran in Python" in outcome.message
-
-
 def test_q2_scripted_while_is_correct(tmp_path):
     path = _export_legacy(_module(_halve_py), HALVE_EXAMPLE, tmp_path / "scripted.onnx")
     outcome = _q2(path)
@@ -198,21 +172,6 @@ def test_q2_while_loop_on_the_default_exporter_is_correct(tmp_path):
     path = _export_default(_WhileHalve().eval(), HALVE_EXAMPLE, tmp_path / "while.onnx")
     outcome = _q2(path)
     assert outcome.status == CORRECT, outcome.message
-
-
-def test_q2_condition_without_abs_is_incorrect_on_a_negative_element(tmp_path):
-    path = _export_legacy(_module(_halve_no_abs_py), HALVE_EXAMPLE, tmp_path / "no_abs.onnx")
-    outcome = _q2(path)
-    assert outcome.status == INCORRECT
-    assert "largest |x| is 2 (a negative element) your file halved 0 time(s); HalveUntilSmall halves 1" \
-        in outcome.message
-
-
-def test_q2_condition_that_also_halves_a_one_is_incorrect(tmp_path):
-    path = _export_legacy(_module(_halve_one_too_many_py), HALVE_EXAMPLE, tmp_path / "ge.onnx")
-    outcome = _q2(path)
-    assert outcome.status == INCORRECT
-    assert "largest |x| is 2" in outcome.message and "halved 2 time(s)" in outcome.message
 
 
 def test_q2_missing_variable_is_not_attempted():
@@ -267,39 +226,82 @@ def test_q3_pow_on_the_default_exporter_is_correct(tmp_path):
     assert outcome.status == CORRECT, outcome.message
 
 
-def test_q3_traced_math_sqrt_is_incorrect_and_names_the_frozen_length(tmp_path):
-    path = _export_legacy(_SqrtNPool(), SEQUENCES, tmp_path / "frozen.onnx", input_names=["x"],
-                          dynamic_axes=NAMED_STEPS)
-    outcome = _q3(path)
-    assert outcome.status == INCORRECT
-    assert "divides by √5 whatever the length" in outcome.message and "frozen" in outcome.message
-
-
-def test_q3_math_sqrt_on_the_default_exporter_is_incorrect_because_the_steps_came_out_static(tmp_path):
-    Dim = torch.export.Dim
-    path = _export_default(_SqrtNPool(), SEQUENCES, tmp_path / "static_default.onnx",
-                           dynamic_shapes={"x": {0: Dim("batch"), 1: Dim("steps")}})
-    outcome = _q3(path)
-    assert outcome.status == INCORRECT
-    assert "steps (dim 1) is fixed at 5: make it dynamic" in outcome.message and "forced it static" in outcome.message
-
-
-def test_q3_list_form_axes_are_incorrect_because_unnamed(tmp_path):
-    path = _export_legacy(_PowPool(), SEQUENCES, tmp_path / "list.onnx", input_names=["x"],
-                          dynamic_axes={"x": [0, 1]})
-    outcome = _q3(path)
-    assert outcome.status == INCORRECT
-    assert "batch (dim 0) has no name of yours" in outcome.message
-
-
-def test_q3_a_model_that_averages_is_incorrect(tmp_path):
-    path = _export_legacy(_MeanPool(), SEQUENCES, tmp_path / "mean.onnx", input_names=["x"], dynamic_axes=NAMED_STEPS)
-    outcome = _q3(path)
-    assert outcome.status == INCORRECT
-    assert "differs from SqrtNPool's" in outcome.message
-
-
 def test_q3_missing_variable_is_not_attempted():
     outcome = q3.check(SqrtNPool=_SqrtNPool)
     assert outcome.status == NOT_ATTEMPTED
     assert "ex3_path" in outcome.message
+
+
+# --- the catalogue: each wrong answer is rejected, and the message names its fault --------------------------
+
+def _float_count_py(x, n):
+    for _ in range(int(n)):
+        x = x * 2
+    return x
+
+
+_float_count = _scripted(_float_count_py)
+
+
+class _FloatCountDoubler(torch.nn.Module):
+    def forward(self, x, n):
+        return _float_count(x, n)
+
+
+class _AttributeDoubler(torch.nn.Module):
+    """The loop over a module attribute (section 4): every exporter unrolls it, and `n` is never read."""
+
+    def __init__(self, n=2):
+        super().__init__()
+        self.n = n
+
+    def forward(self, x, n):
+        for _ in range(self.n):
+            x = x * 2
+        return x
+
+
+def _legacy(model, args, tmp_path, **kwargs):
+    return _export_legacy(model, args, tmp_path / "ex.onnx", **kwargs)
+
+
+WRONG_ANSWERS = [
+    WrongAnswer(q1, "traced: the loop unrolled", lambda t: {"ex1_path": _legacy(
+        _TracedDoubler(), DOUBLER_ARGS, t, input_names=["x", "n"])}, fault="the loop was unrolled at export time"),
+    WrongAnswer(q1, "a scripted loop with the wrong body (adds 2)", lambda t: {"ex1_path": _legacy(
+        _ScriptedAdder(), DOUBLER_ARGS, t, input_names=["x", "n"])}, fault="with n = 3 the model returned"),
+    WrongAnswer(q1, "the count as a float tensor", lambda t: {"ex1_path": _legacy(
+        _FloatCountDoubler(), (torch.ones(2, 3), torch.tensor(2.0)), t, input_names=["x", "n"])},
+        fault="expected inputs x: float32 and n: int64"),
+    WrongAnswer(q1, "a loop over a module attribute", lambda t: {"ex1_path": _legacy(
+        _AttributeDoubler(), DOUBLER_ARGS, t, input_names=["x", "n"])}, fault="no Loop node"),
+    WrongAnswer(q1, "the artifacts folder as the path", lambda t: {"ex1_path": t}, fault="which is a folder"),
+    WrongAnswer(q1, "never exported", lambda t: {"ex1_path": t / "never_exported.onnx"}, fault="no such file"),
+    WrongAnswer(q2, "traced: the while ran in Python", lambda t: {"ex2_path": _legacy(
+        _HalveUntilSmall(), HALVE_EXAMPLE, t), "HalveUntilSmall": _HalveUntilSmall},
+        fault="the while loop ran in Python at export time"),
+    WrongAnswer(q2, "the condition without abs()", lambda t: {"ex2_path": _legacy(
+        _module(_halve_no_abs_py), HALVE_EXAMPLE, t), "HalveUntilSmall": _HalveUntilSmall},
+        fault="largest |x| is 2 (a negative element) your file halved 0 time(s); HalveUntilSmall halves 1"),
+    WrongAnswer(q2, ">= 1 instead of > 1 (one halving too many)", lambda t: {"ex2_path": _legacy(
+        _module(_halve_one_too_many_py), HALVE_EXAMPLE, t), "HalveUntilSmall": _HalveUntilSmall},
+        fault="halved 2 time(s)"),
+    WrongAnswer(q3, "traced math.sqrt: the length frozen", lambda t: {"ex3_path": _legacy(
+        _SqrtNPool(), SEQUENCES, t, input_names=["x"], dynamic_axes=NAMED_STEPS), "SqrtNPool": _SqrtNPool},
+        fault="divides by √5 whatever the length"),
+    WrongAnswer(q3, "math.sqrt on the default exporter: the steps made static", lambda t: {
+        "ex3_path": _export_default(_SqrtNPool(), SEQUENCES, t / "ex.onnx", dynamic_shapes={
+            "x": {0: torch.export.Dim("batch"), 1: torch.export.Dim("steps")}}), "SqrtNPool": _SqrtNPool},
+        fault="forced it static"),
+    WrongAnswer(q3, "dynamic_axes as a list (no names)", lambda t: {"ex3_path": _legacy(
+        _PowPool(), SEQUENCES, t, input_names=["x"], dynamic_axes={"x": [0, 1]}), "SqrtNPool": _SqrtNPool},
+        fault="batch (dim 0) has no name of yours"),
+    WrongAnswer(q3, "a mean instead of a sum over √steps", lambda t: {"ex3_path": _legacy(
+        _MeanPool(), SEQUENCES, t, input_names=["x"], dynamic_axes=NAMED_STEPS), "SqrtNPool": _SqrtNPool},
+        fault="differs from SqrtNPool's"),
+]
+
+
+@pytest.mark.parametrize("wrong", params(WRONG_ANSWERS))
+def test_wrong_answer_is_rejected_naming_its_fault(wrong, tmp_path):
+    assert_rejected(wrong, tmp_path)

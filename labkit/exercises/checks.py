@@ -25,7 +25,7 @@ from ..report import first_line
 from .core import Incorrect
 
 __all__ = ["ATOL", "RTOL", "require_type", "require_onnx_file", "require_inputs", "require_input_specs",
-           "require_ops", "require_exporter", "learner_session", "run_learner_file", "require_close",
+           "require_ops", "require_exporter", "learner_session", "run_learner_file", "agrees", "require_close",
            "call_learner_model"]
 
 ATOL, RTOL = 1e-4, 1e-3  # labkit.compare's defaults: the one tolerance every exercise check uses
@@ -116,6 +116,14 @@ def run_learner_file(name: str, model: Any, feeds: Mapping[str, np.ndarray], wha
     except Exception as error:
         shapes = ", ".join(f"'{k}' {tuple(np.shape(v))}" for k, v in feeds.items())
         raise Incorrect(f"`{name}` fails in ONNX Runtime on {what} ({shapes}): {first_line(error)}") from None
+
+
+def agrees(expected: Any, actual: Any, *, atol: float = ATOL, rtol: float = RTOL) -> bool:
+    """True when `actual` matches `expected` by compare_arrays' rule (for checks that word their own message)."""
+    expected, actual = np.asarray(expected), np.asarray(actual)
+    if expected.dtype.kind == "f" and actual.dtype.kind == "f":
+        actual = actual.astype(expected.dtype, copy=False)
+    return compare_arrays("", "", expected, actual, atol, rtol).passed
 
 
 def require_close(name: str, what: str, expected: Any, actual: Any, *, atol: float = ATOL, rtol: float = RTOL,

@@ -11,9 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import run_onnx, run_torch
-from ..onnxfile import input_specs
-from .checks import require_onnx_file, require_type
+from .checks import agrees, call_learner_model, require_input_specs, require_onnx_file, run_learner_file
 from .core import Exercise, Incorrect, bind
 
 __all__ = ["q1", "q2", "q3"]
@@ -30,8 +28,8 @@ def _concrete(shape: tuple, fill: int) -> tuple:
     return tuple(d if isinstance(d, int) else fill for d in shape)
 
 
-def _only_output(model, feeds: dict) -> np.ndarray:
-    return next(iter(run_onnx(model, feeds).values()))
+def _only_output(name: str, model, feeds: dict, what: str) -> np.ndarray:
+    return run_learner_file(name, model, feeds, what)[0]
 
 
 def _require_loop(model, what: str) -> None:
@@ -46,7 +44,7 @@ def _check_q1(ex1_path: Any) -> str:
     model = require_onnx_file("ex1_path", ex1_path)
     _require_loop(model, "the loop was unrolled at export time; script the loop (dynamo=False) or use "
                          "torch.while_loop (default exporter)")
-    specs = input_specs(model)
+    specs = require_input_specs("ex1_path", model)
     if len(specs) != 2:
         raise Incorrect(f"expected 2 graph inputs (x, then the count n), found {len(specs)}: "
                         f"{[s.name for s in specs]}; an input that the graph never reads is dropped by the exporter")
@@ -58,9 +56,9 @@ def _check_q1(ex1_path: Any) -> str:
     x = np.linspace(-1.0, 1.0, int(np.prod(shape))).astype(np.float32).reshape(shape)
     for count in LOOP_COUNTS:
         n = np.full(_concrete(n_spec.shape, 1), count, dtype=np.int64)
-        got = _only_output(model, {x_spec.name: x, n_spec.name: n})
-        expected = x * 2.0 ** count
-        if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-6, atol=1e-6):
+        got = _only_output("ex1_path", model, {x_spec.name: x, n_spec.name: n}, f"n = {count}")
+        expected = x * np.float32(2.0 ** count)
+        if not agrees(expected, got, rtol=1e-6, atol=1e-6):
             first = float(got.reshape(-1)[0]) if got.size else float("nan")
             raise Incorrect(f"with n = {count} the model returned {first:g} for x = {float(x.reshape(-1)[0]):g}, "
                             f"expected x * 2**{count} = {float(expected.reshape(-1)[0]):g}")
@@ -84,7 +82,7 @@ def _check_q2(ex2_path: Any, HalveUntilSmall: Any) -> str:
     model = require_onnx_file("ex2_path", ex2_path)
     _require_loop(model, "the while loop ran in Python at export time and only the halvings of the example were "
                          "recorded; the stopping test must be in the graph (torch.while_loop, or a scripted while)")
-    specs = input_specs(model)
+    specs = require_input_specs("ex2_path", model)
     if len(specs) != 1:
         raise Incorrect(f"expected one graph input x, found {len(specs)}: {[s.name for s in specs]}")
     spec = specs[0]
@@ -96,11 +94,11 @@ def _check_q2(ex2_path: Any, HalveUntilSmall: Any) -> str:
     counts = []
     for scale in HALVING_SCALES:
         x = (base * np.float32(scale)).astype(np.float32)
-        got = _only_output(model, {spec.name: x})
-        expected = run_torch(reference, torch.from_numpy(x.copy()))[0]
+        got = _only_output("ex2_path", model, {spec.name: x}, f"an input whose largest |x| is {np.abs(x).max():g}")
+        expected = call_learner_model("HalveUntilSmall", reference, torch.from_numpy(x.copy()))[0]
         largest = float(np.abs(x).max())
         needed = _halvings(largest, float(np.abs(expected).max()))
-        if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-6, atol=0.0):
+        if not agrees(expected, got, rtol=1e-6, atol=0.0):
             done = _halvings(largest, float(np.abs(got).max())) if got.shape == x.shape else "?"
             raise Incorrect(f"for an input whose largest |x| is {largest:g} (a negative element) your file halved "
                             f"{done} time(s); HalveUntilSmall halves {needed} time(s), until the largest |x| is "
@@ -115,7 +113,7 @@ def _check_q3(ex3_path: Any, SqrtNPool: Any) -> str:
     import torch
 
     model = require_onnx_file("ex3_path", ex3_path)
-    specs = input_specs(model)
+    specs = require_input_specs("ex3_path", model)
     if len(specs) != 1 or len(specs[0].shape) != 3:
         raise Incorrect(f"expected one 3-D input (batch, steps, features), found "
                         f"{[(s.name, s.shape_text()) for s in specs]}")
@@ -136,12 +134,12 @@ def _check_q3(ex3_path: Any, SqrtNPool: Any) -> str:
     wrong = []  # (steps, output / expected, max abs difference) for each shape whose numbers differ
     for batch, steps in POOL_SHAPES:
         x = (rng.random((batch, steps, features), dtype=np.float32) + 0.5).astype(np.float32)  # no zeros
-        got = _only_output(model, {spec.name: x})
-        expected = run_torch(reference, torch.from_numpy(x.copy()))[0]
+        got = _only_output("ex3_path", model, {spec.name: x}, f"an input of shape {x.shape}")
+        expected = call_learner_model("SqrtNPool", reference, torch.from_numpy(x.copy()))[0]
         if got.shape != expected.shape:
             raise Incorrect(f"for an input of shape {x.shape} the file's output has shape {got.shape}, "
                             f"SqrtNPool gives {expected.shape}")
-        if not np.allclose(got, expected, rtol=1e-5, atol=1e-6):
+        if not agrees(expected, got, rtol=1e-5, atol=1e-6):
             wrong.append((steps, got / expected, float(np.abs(got - expected).max())))
     if wrong:
         steps, ratio, difference = wrong[0]

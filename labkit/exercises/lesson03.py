@@ -5,10 +5,12 @@ in PyTorch (the source of truth), so a file that only looks right is not Correct
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 
-from .checks import require_onnx_file
+from .checks import require_close, require_exporter, require_input_specs, require_onnx_file, run_learner_file
 from .core import Exercise, Incorrect, bind
 
 __all__ = ["q1", "q2", "q3"]
@@ -18,7 +20,8 @@ _ATOL = 1e-3                # on images in [0, 1]: far above float noise, far be
 
 
 def _reference(image: np.ndarray, *, size=None, factor=None) -> np.ndarray:
-    """The shipped SRCNN in PyTorch: bicubic to `size` (or by `factor`), then the three convolutions."""
+    """The shipped SRCNN in PyTorch: bicubic to `size` (or by `factor`, one number or (height, width)), then
+    the three convolutions."""
     import torch
     import torch.nn.functional as F
 
@@ -36,9 +39,7 @@ def _reference(image: np.ndarray, *, size=None, factor=None) -> np.ndarray:
 
 def _image_input(model: onnx.ModelProto, name: str) -> tuple[str, np.ndarray]:
     """The model's image input (first graph input, float32 rank 4) and a test image that fits its fixed dims."""
-    from ..onnxfile import input_specs
-
-    spec = input_specs(model)[0]
+    spec = require_input_specs(name, model)[0]
     if spec.dtype != np.float32 or len(spec.shape) != 4:
         raise Incorrect(f"`{name}`: the first input '{spec.name}' should be the image, float32 [1, 3, H, W]; "
                         f"it is {spec.dtype} {spec.shape_text()}")
@@ -48,9 +49,7 @@ def _image_input(model: onnx.ModelProto, name: str) -> tuple[str, np.ndarray]:
 
 
 def _second_input(model: onnx.ModelProto, name: str, what: str):
-    from ..onnxfile import input_specs
-
-    specs = input_specs(model)
+    specs = require_input_specs(name, model)
     if len(specs) != 2:
         found = ", ".join(f"'{s.name}'" for s in specs)
         raise Incorrect(f"`{name}` should have 2 graph inputs (the image and {what}), found {len(specs)}: {found}"
@@ -58,49 +57,57 @@ def _second_input(model: onnx.ModelProto, name: str, what: str):
     return specs[1]
 
 
-def _run(model: onnx.ModelProto, feeds: dict) -> np.ndarray:
-    from ..backends import make_session
-
-    return make_session(model).run(None, feeds)[0]
+def _run(name: str, model: onnx.ModelProto, feeds: dict, what: str) -> np.ndarray:
+    return run_learner_file(name, model, feeds, what)[0]
 
 
-def _compare(name: str, what: str, got: np.ndarray, expected: np.ndarray) -> None:
+def _compare(name: str, what: str, got: np.ndarray, expected: np.ndarray, factors: tuple | None = None) -> None:
+    if got.shape != expected.shape and factors is not None:
+        (h, w), (fh, fw) = expected.shape[2:], factors
+        side = tuple(got.shape[2:])
+        source = (round(h / fh), round(w / fw))  # the input's sides, back from the expected output
+        if side == (int(source[0] * fw), int(source[1] * fh)):
+            raise Incorrect(f"`{name}` at {what}: output {side[0]}x{side[1]}, expected {h}x{w}: the height and "
+                            "width factors are swapped; Resize's scales are [1, 1, height factor, width factor]")
+        if side in ((int(source[0] * fh), int(source[1] * fh)), (int(source[0] * fw), int(source[1] * fw))):
+            raise Incorrect(f"`{name}` at {what}: output {side[0]}x{side[1]}, expected {h}x{w}: one factor was "
+                            "used for both sides, but each axis has its own (scales[2] for the height, scales[3] "
+                            "for the width)")
     if got.shape != expected.shape:
         raise Incorrect(f"`{name}` at {what}: output shape {got.shape}, expected {expected.shape}")
-    worst = float(np.max(np.abs(got - expected)))
-    if worst > _ATOL:
-        raise Incorrect(f"`{name}` at {what}: outputs differ from the shipped SRCNN by up to {worst:.3g} "
-                        f"(allowed {_ATOL}): load data/srcnn_x234.pth and keep bicubic, align_corners=False")
+    require_close(name, f"{what}, against the shipped SRCNN", expected, got, atol=_ATOL, rtol=0.0,
+                  fix="load data/srcnn_x234.pth and keep bicubic, align_corners=False")
 
 
 # --- q1: a batch too -----------------------------------------------------------------------------
 
-BATCH_RUNS = ((3, 20, 24, 2.0), (2, 17, 13, 2.5), (1, 40, 48, 3.0))  # (batch, height, width, factor) from one file
+# (batch, height, width, height factor, width factor), all from one file: no run has equal factors, so a file
+# that swaps them or uses one for both cannot pass
+BATCH_RUNS = ((3, 20, 24, 2.0, 3.0), (2, 17, 13, 2.5, 1.5), (1, 40, 48, 3.0, 2.0))
 
 
 def _check_q1(ex1_path) -> str:
-    from ..onnxfile import input_specs
-
     model = require_onnx_file("ex1_path", ex1_path)
     image_name, _ = _image_input(model, "ex1_path")
     scales = _second_input(model, "ex1_path", "the scales")
     if scales.dtype != np.float32 or len(scales.shape) != 1:
         raise Incorrect(f"`ex1_path`: input '{scales.name}' should be the float32 scales [1, 1, fh, fw], it is "
                         f"{scales.dtype} {scales.shape_text()}")
-    spec = input_specs(model)[0]
+    spec = require_input_specs("ex1_path", model)[0]
     for axis, what in ((0, "batch"), (2, "height"), (3, "width")):
         if isinstance(spec.shape[axis], int):
             raise Incorrect(f"`ex1_path`: input '{spec.name}' is {spec.shape_text()}: its {what} (dim {axis}) is "
                             f"fixed at {spec.shape[axis]}; make it dynamic (a torch.export.Dim in dynamic_shapes, "
                             "or an entry in dynamic_axes)")
     rng = np.random.default_rng(1)
-    for batch, h, w, factor in BATCH_RUNS:
+    for batch, h, w, fh, fw in BATCH_RUNS:
         images = rng.random((batch, 3, h, w), dtype=np.float32)
-        value = np.array([1, 1, factor, factor], dtype=np.float32)
-        got = _run(model, {image_name: images, scales.name: value})
-        _compare("ex1_path", f"batch {batch} of {h}x{w} at x{factor:g}", got, _reference(images, factor=factor))
-    runs = ", ".join(f"{b} x {h}x{w} at x{f:g}" for b, h, w, f in BATCH_RUNS)
-    return f"batches {runs} from one file, matching PyTorch"
+        value = np.array([1, 1, fh, fw], dtype=np.float32)
+        what = f"batch {batch} of {h}x{w} at scales [1, 1, {fh:g}, {fw:g}]"
+        got = _run("ex1_path", model, {image_name: images, scales.name: value}, what)
+        _compare("ex1_path", what, got, _reference(images, factor=(fh, fw)), factors=(fh, fw))
+    runs = ", ".join(f"{b} x {h}x{w} at x{fh:g}/x{fw:g}" for b, h, w, fh, fw in BATCH_RUNS)
+    return f"batches {runs} (height/width factors) from one file, matching PyTorch"
 
 
 # --- q2: output size as an input -------------------------------------------------------------
@@ -118,12 +125,27 @@ def _check_q2(ex2_path) -> str:
     h, w = image.shape[2:]
     for target in ((2 * h, 3 * w), (3 * h + 1, 2 * w + 5)):
         value = np.array(target if length == 2 else (1, 3, *target), dtype=np.int64)
-        got = _run(model, {image_name: image, sizes.name: value})
+        got = _run("ex2_path", model, {image_name: image, sizes.name: value}, f"sizes {value.tolist()}")
         _compare("ex2_path", f"sizes {value.tolist()}", got, _reference(image, size=target))
     return f"output sizes {2 * h}x{3 * w} and {3 * h + 1}x{2 * w + 5} from one file, matching PyTorch"
 
 
 # --- q3: integer factor, default exporter, no custom op ----------------------------------------
+
+_FX_TARGET = re.compile(r"target=torch\.ops\.(\w+)\.(\w+)")
+_PYTORCH_NAMESPACES = {"aten", "prims", "higher_order"}  # PyTorch's own operators, not a custom op
+
+
+def _custom_ops_translated(model: onnx.ModelProto) -> list[str]:
+    """Custom ops (torch.library) that the default exporter translated, read from the nodes' fx metadata."""
+    found = set()
+    for node in model.graph.node:
+        for prop in node.metadata_props:
+            if prop.key == "pkg.torch.onnx.fx_node":
+                found.update(f"{ns}::{name}" for ns, name in _FX_TARGET.findall(prop.value)
+                             if ns not in _PYTORCH_NAMESPACES)
+    return sorted(found)
+
 
 def _check_q3(ex3_path) -> str:
     model = require_onnx_file("ex3_path", ex3_path)
@@ -136,9 +158,15 @@ def _check_q3(ex3_path) -> str:
     if factor.dtype != np.int64 or len(factor.shape) > 1 or (factor.shape and factor.shape[0] != 1):
         raise Incorrect(f"`ex3_path`: input '{factor.name}' should be an int64 scalar like torch.tensor(3), "
                         f"it is {factor.dtype} {factor.shape_text()}")
+    require_exporter("ex3_path", model, "default")
+    translated = _custom_ops_translated(model)
+    if translated:
+        raise Incorrect(f"`ex3_path` was exported through the custom op {', '.join(translated)} (its translation "
+                        "wrote the Resize): this exercise asks for no custom op at all, only PyTorch's own ops "
+                        "(interpolate with size=...) that torch.export can follow")
     for f in (2, 4):
         value = np.array(f if not factor.shape else [f], dtype=np.int64)
-        got = _run(model, {image_name: image, factor.name: value})
+        got = _run("ex3_path", model, {image_name: image, factor.name: value}, f"factor {f}")
         _compare("ex3_path", f"factor {f}", got, _reference(image, factor=f))
     return "x2 and x4 from one file, standard ONNX ops only, matching PyTorch"
 
