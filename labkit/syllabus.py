@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Section", "ExercisePrompt", "Syllabus", "read_syllabus", "READING_WPM", "CODE_LINES_PER_MIN",
-           "EXERCISE_BASE_MIN"]
+__all__ = ["Section", "ExercisePrompt", "Syllabus", "read_syllabus", "core_cells", "READING_WPM",
+           "CODE_LINES_PER_MIN", "EXERCISE_BASE_MIN"]
 
 READING_WPM = 180
 CODE_LINES_PER_MIN = 10
@@ -136,3 +136,32 @@ def read_syllabus(path: str | Path) -> Syllabus:
         elif place == "section" and section is not None:
             section.minutes += minutes
     return syllabus
+
+
+def core_cells(path: str | Path) -> list[int]:
+    """Indices of the cells on a lesson's core path, in order: every cell before section 1, the sections marked
+    core, the Summary, the Exercises' opening cells and each core exercise (prompt, solution, check).
+
+    A learner who follows only the core path runs exactly these cells, so they must run alone.
+    """
+    import nbformat
+
+    cells = nbformat.read(Path(path), as_version=4).cells
+    keep, place, core = [], "intro", True
+    for index, cell in enumerate(cells):
+        headings = _ANY_HEADING.findall(cell.source) if cell.cell_type == "markdown" else []
+        for heading in headings:
+            numbered = _SECTION.match(f"## {heading}")
+            if numbered:
+                place, core = "section", numbered.group(3) == "core"
+            elif heading in ("Summary", "Exercises"):
+                place, core = heading.lower(), True
+            elif place != "intro":
+                place, core = "untimed", False
+        if place == "exercises" and cell.cell_type == "markdown":
+            found = _EXERCISE.search(cell.source)
+            if found:
+                core = found.group(4) == "core"
+        if core:
+            keep.append(index)
+    return keep
