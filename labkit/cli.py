@@ -23,6 +23,7 @@ COMMANDS = {
     "bench": "time an ONNX model in ONNX Runtime at several batch sizes (median, p90, share of the fp32 peak)",
     "fetch-weights": "download AlexNet's ImageNet weights into torch's hub cache (needs internet)",
     "train-srcnn": "train the kit's SRCNN (factors 2, 3, 4) into artifacts/train-srcnn/",
+    "train-tinylm": "train Lesson 08's tiny byte-level language model into artifacts/train-tinylm/",
 }
 
 
