@@ -96,6 +96,25 @@ test-lab: setup
 	$(INSTALL) --no-deps -r constraints-browser.txt
 	LABKIT_BROWSER_TESTS=1 "$(BIN)/python" -m pytest tests/browser
 
+# A room on one server (docs/workshop.md, "A room on one server"), as root: JupyterHub on 127.0.0.1:$(HUB_PORT) for the
+# system users in LABKIT_HUB_USERS (or the group 'learners'), the room's password in LABKIT_HUB_PASSWORD; settings in
+# hub/jupyterhub_config.py. Installs jupyterhub as pinned in constraints-hub.txt (--no-deps, like setup) and the proxy
+# from hub/package-lock.json (npm ci: the one step that needs npm's registry). make test-hub: three temporary users
+# driven in Debian's Chromium (tests/hub; ~3 min), removed afterwards pass or fail.
+.PHONY: hub test-hub hub-setup
+HUB_PORT ?= 8000
+HUB_PROXY := hub/node_modules/.bin/configurable-http-proxy
+$(HUB_PROXY): hub/package.json hub/package-lock.json
+	cd hub && npm ci --no-audit --no-fund
+	@touch "$@"
+hub-setup: setup $(HUB_PROXY)
+	$(INSTALL) --no-deps -r constraints-hub.txt
+hub: hub-setup
+	LABKIT_HUB_PORT=$(HUB_PORT) "$(BIN)/jupyterhub" -f hub/jupyterhub_config.py
+test-hub: hub-setup
+	$(INSTALL) --no-deps -r constraints-browser.txt
+	LABKIT_HUB_TESTS=1 "$(BIN)/python" -m pytest tests/hub
+
 doctor: setup
 	"$(BIN)/labkit" doctor
 
