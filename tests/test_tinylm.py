@@ -110,7 +110,7 @@ def _notebook_code() -> str:
 def test_the_lesson_shows_the_same_model_class_the_training_command_trains(cls):
     source = inspect.getsource(cls).rstrip()
     assert source in _notebook_code(), (f"labkit/train_tinylm.py's {cls.__name__} and the one in notebooks/{NOTEBOOK} "
-                                        "differ: change both (the notebook's cell is built from labkit's source)")
+                                        "differ: change both (the lesson shows the class the command trains)")
 
 
 def test_the_model_in_the_lesson_is_about_forty_lines():
@@ -163,3 +163,20 @@ def test_the_command_is_registered_in_the_cli():
     from labkit.cli import COMMANDS
 
     assert "train-tinylm" in COMMANDS and re.search(r"language model", COMMANDS["train-tinylm"])
+
+
+def test_the_command_writes_a_checkpoint_load_weights_reads(tmp_path, capsys):
+    from labkit import cli
+
+    out = tmp_path / "mine.pt"
+    assert cli.main(["train-tinylm", "--steps", "2", "--batch", "2", "--length", "16", "--out", str(out)]) == 0
+    config, state = tinylm.load_weights(out)
+    assert config == train_tinylm.CONFIG and set(state) == set(train_tinylm.TinyLM().state_dict())
+    assert f"labkit.tinylm.load_weights('{out}')" in capsys.readouterr().out
+
+
+def test_out_and_replace_shipped_cannot_be_combined():
+    from labkit import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["train-tinylm", "--out", "x.pt", "--replace-shipped"])
