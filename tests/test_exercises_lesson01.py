@@ -236,15 +236,15 @@ WRONG_ANSWERS = [
                                                                                           PHOTOS[:, :, ::-1]))),
                 fault="flipped top to bottom"),
     # q2
-    WrongAnswer(q2, "the legacy exporter with dynamic_axes", lambda t: _q2(
-        t, dynamo=False, dynamic_shapes=None, dynamic_axes={"image": {0: "b", 2: "h", 3: "w"}}) if False else
-        _q2_legacy(t), fault="this exercise asks for the default exporter"),
+    WrongAnswer(q2, "the legacy exporter with dynamic_axes", lambda t: _q2_legacy(t),
+                fault="this exercise asks for the default exporter"),
     WrongAnswer(q2, "no dynamic_shapes at all", lambda t: _q2(t, dynamic_shapes=None, logits=np.zeros((3, 1000))),
                 fault="the batch (dim 0) is fixed at 2"),
-    WrongAnswer(q2, "only the batch freed, as in section 4", lambda t: _q2(
-        t, dynamic_shapes=({0: Dim("batch")},), logits=np.zeros((3, 1000))), fault="the height (dim 2) is fixed at 224"),
+    WrongAnswer(q2, "only the batch freed, as in section 4",
+                lambda t: _q2(t, dynamic_shapes=({0: Dim("batch")},), logits=np.zeros((3, 1000))),
+                fault="the height (dim 2) is fixed at 224"),
     WrongAnswer(q2, "the output named output1", lambda t: _q2(t, output_names=["output1"]),
-                fault="should be named 'logits', found ['output1']"),
+                fault="should be named ['logits'], found ['output1']"),
     WrongAnswer(q2, "a file of other weights", lambda t: _q2(t, model=_stand_in(1)),
                 fault="export the trained classifier itself"),
     WrongAnswer(q2, "logits computed in PyTorch", lambda t: _q2(t, logits=_logits(CLASSIFIER, BAND)),
@@ -272,7 +272,8 @@ WRONG_ANSWERS = [
     WrongAnswer(q4, "an older opset than the runtime loads", lambda t: _q4(t, opset_version=11),
                 fault="declares opset 11: pass opset_version=17"),
     WrongAnswer(q4, "the changed ops of another export (one with Pad)",
-                lambda t: _q4(t, changed={"Pad", "ReduceMean", "Reshape"}), fault="are not op types of your opset-17 file"),
+                lambda t: _q4(t, changed={"Pad", "ReduceMean", "Reshape"}),
+                fault="are not op types of your opset-17 file"),
     WrongAnswer(q4, "one changed op left out", lambda t: _q4(t, changed={"Constant", "Reshape"}),
                 fault="1 op type(s) that changed are missing"),
     WrongAnswer(q4, "a file of other weights", lambda t: _q4(t, model=_stand_in(1)),

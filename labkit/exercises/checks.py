@@ -25,8 +25,8 @@ from ..report import first_line
 from .core import Incorrect
 
 __all__ = ["ATOL", "RTOL", "require_type", "require_onnx_file", "require_inputs", "require_input_specs",
-           "require_ops", "require_exporter", "learner_session", "run_learner_file", "agrees", "require_close",
-           "call_learner_model"]
+           "require_outputs", "require_ops", "exporter_of", "require_exporter", "learner_session",
+           "run_learner_file", "agrees", "require_close", "call_learner_model"]
 
 ATOL, RTOL = 1e-4, 1e-3  # labkit.compare's defaults: the one tolerance every exercise check uses
 DEFAULT_EXPORTER_KEY = "pkg.torch.onnx.name_scopes"  # node metadata that only the default exporter writes
@@ -76,6 +76,14 @@ def require_inputs(model: onnx.ModelProto, expected: list[str]) -> None:
         raise Incorrect(f"expected {len(expected)} graph input(s) {expected}, found {len(found)}: {found}")
 
 
+def require_outputs(model: onnx.ModelProto, expected: list[str]) -> None:
+    """The model's graph outputs must be exactly `expected`, in order; the fix names output_names=."""
+    found = [o.name for o in model.graph.output]
+    if found != expected:
+        raise Incorrect(f"the output(s) should be named {expected}, found {found}: pass output_names={expected} "
+                        "to torch.onnx.export")
+
+
 def require_ops(model: onnx.ModelProto, *ops: str) -> None:
     """The main graph must contain each op type in `ops`."""
     present = {node.op_type for node in model.graph.node}
@@ -84,12 +92,17 @@ def require_ops(model: onnx.ModelProto, *ops: str) -> None:
         raise Incorrect(f"the graph has no {', '.join(missing)} node; its ops are: {', '.join(sorted(present))}")
 
 
+def exporter_of(model: onnx.ModelProto) -> str:
+    """'default' when the default exporter (dynamo=True) wrote `model` (its nodes carry scopes), else 'legacy'."""
+    default = any(p.key == DEFAULT_EXPORTER_KEY for node in model.graph.node for p in node.metadata_props)
+    return "default" if default else "legacy"
+
+
 def require_exporter(name: str, model: onnx.ModelProto, exporter: str) -> None:
-    """The file must come from `exporter` ("legacy" or "default"), told apart by the default one's node metadata."""
+    """The file must come from `exporter` ("legacy" or "default"), told apart by `exporter_of`."""
     if exporter not in _EXPORTERS:
         raise ValueError(f"exporter must be 'legacy' or 'default', got {exporter!r}")
-    default = any(p.key == DEFAULT_EXPORTER_KEY for node in model.graph.node for p in node.metadata_props)
-    found = "default" if default else "legacy"
+    found = exporter_of(model)
     if found != exporter:
         raise Incorrect(f"`{name}` was written by {_EXPORTERS[found]}, and this exercise asks for "
                         f"{_EXPORTERS[exporter]}: export again with dynamo={exporter == 'default'}")
@@ -110,7 +123,8 @@ def run_learner_file(name: str, model: Any, feeds: Mapping[str, np.ndarray], wha
 
     `what` describes the inputs ("a batch of 3 photos"), so a failure names the case that failed.
     """
-    session = model if hasattr(model, "run") and not isinstance(model, onnx.ModelProto) else learner_session(name, model)
+    is_session = hasattr(model, "run") and not isinstance(model, onnx.ModelProto)
+    session = model if is_session else learner_session(name, model)
     try:
         return [np.asarray(v) for v in session.run(None, dict(feeds))]
     except Exception as error:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from .checks import (call_learner_model, learner_session, require_close, require_exporter, require_input_specs,
-                     require_inputs, require_onnx_file, require_type, run_learner_file)
+from .checks import (call_learner_model, exporter_of, learner_session, require_close, require_exporter,
+                     require_input_specs, require_inputs, require_onnx_file, require_outputs, require_type,
+                     run_learner_file)
 from .core import Exercise, Incorrect, bind
 
 __all__ = ["q1", "q2", "q3", "q4"]
@@ -90,9 +91,7 @@ def _check_q2(ex2_path, ex2_logits, classifier, photo_batch) -> str:
     model = require_onnx_file("ex2_path", ex2_path)
     require_exporter("ex2_path", model, "default")
     require_inputs(model, ["image"])
-    outputs = [o.name for o in model.graph.output]
-    if outputs != ["logits"]:
-        raise Incorrect(f"the output should be named 'logits', found {outputs}: pass output_names=['logits']")
+    require_outputs(model, ["logits"])
     spec = require_input_specs("ex2_path", model, count=1)[0]
     if len(spec.shape) != 4 or spec.shape[1] != 3:
         raise Incorrect(f"input 'image' should be [batch, 3, height, width], found {spec.shape_text()}")
@@ -225,12 +224,11 @@ def _check_q4(ex4_path, ex4_changed, classifier, photo_batch) -> str:
     model = require_onnx_file("ex4_path", ex4_path)
     declared = _declared_opset(model)
     if declared != OLD_OPSET:
-        default = any(p.key == "pkg.torch.onnx.name_scopes" for n in model.graph.node for p in n.metadata_props)
+        converter_failed = exporter_of(model) == "default" and declared == 18  # its lowest own opset
         why = (f"asked for opset {OLD_OPSET}, the default exporter writes opset 18 and tries ONNX's version "
-               "converter, which has no adapter for this model: it logged 'Failed to convert' and kept opset "
-               f"{declared}. Read the declared opset after every export; the legacy exporter writes opset "
-               f"{OLD_OPSET} itself (dynamo=False, opset_version={OLD_OPSET})" if default and declared and
-               declared > OLD_OPSET else
+               "converter, which has no adapter for this model: it logged 'Failed to convert' and kept opset 18. "
+               f"Read the declared opset after every export; the legacy exporter writes opset {OLD_OPSET} itself "
+               f"(dynamo=False, opset_version={OLD_OPSET})" if converter_failed else
                f"pass opset_version={OLD_OPSET}: the runtime loads opsets up to {OLD_OPSET}, and the newest one "
                "it loads is the one to use")
         raise Incorrect(f"`ex4_path` declares opset {declared}: {why}")
