@@ -282,7 +282,7 @@ q1, q2, q3, q4 = bind("01_alexnet_export", [
         check=_check_q2,
         hints=[
             "Section 4 freed one axis, AlexNet's batch. A convolutional network that ends in a global average "
-            "(EfficientNet does: look for the mean over dims 2 and 3 in its forward) can take any height and "
+            "(EfficientNet does: F.adaptive_avg_pool2d(x, 1) at the end of its forward) can take any height and "
             "width too; it is the export that fixes them unless you say otherwise.",
             "dynamic_shapes takes one entry per dimension you free: {0: Dim('batch'), 2: Dim('height'), "
             "3: Dim('width')} with Dim = torch.export.Dim. Read the saved shape afterwards with labkit.input_specs: "
