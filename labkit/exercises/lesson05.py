@@ -16,7 +16,7 @@ from onnx import numpy_helper
 from ..backends import run_onnx
 from ..onnxfile import input_specs, output_specs
 from ..report import first_line
-from .checks import require_inputs, require_ops, require_type
+from .checks import agrees, require_inputs, require_ops, require_type
 from .core import Exercise, Incorrect, bind
 
 __all__ = ["q1", "q2", "q3", "Q1_WEIGHT", "Q1_BIAS", "edited_mlp"]
@@ -62,7 +62,7 @@ def _check_q1(ex1_model) -> str:
     got = run_onnx(ex1_model, {"x": x})["y"]
     if got.shape != expected.shape:
         raise Incorrect(f"for a batch of 4 rows the output has shape {got.shape}, expected (4, 2)")
-    if not np.allclose(got, expected, atol=1e-5):
+    if not agrees(expected, got):
         raise Incorrect("for a batch of 4 rows the output is not relu(x @ Q1_WEIGHT.T + Q1_BIAS): "
                         "check transB and which initializer is B and which is C")
     return "a Gemm then a Relu, checker-clean, IR 10 / opset 20, any batch size"
@@ -91,7 +91,7 @@ def _check_q2(ex2_model, tiny_path) -> str:
         rows = rng.standard_normal((batch, 3), dtype=np.float32)
         expected = np.concatenate([run_onnx(original, row[None])["y"] for row in rows])  # the file, one row a time
         got = next(iter(run_onnx(ex2_model, {"x": rows}).values()))
-        if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-5, rtol=1e-4):
+        if got.shape != expected.shape or not agrees(expected, got):
             raise Incorrect(f"for a batch of {batch} rows `ex2_model` does not compute what the original file "
                             "computes row by row: edit only the shapes, keep the nodes and weights")
     return "batches of 5 and 2 give, row for row, what the batch-1 file gives"

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 
 from ..measure import Timing
-from .checks import require_onnx_file, require_type
+from .checks import agrees, require_onnx_file, require_type
 from .core import Exercise, Incorrect, bind
 
 __all__ = ["q1", "q2", "q3", "trap_cnn", "token_mlp"]
@@ -63,7 +63,7 @@ def _check_q1(ex1_session, onnx_path) -> str:
     image = np.random.default_rng(6).standard_normal(shape).astype(np.float32)
     got = ex1_session.run(None, {"image": image})[0]
     expected = _session(onnx_path).run(None, {"image": image})[0]
-    if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-4, rtol=1e-3):
+    if got.shape != expected.shape or not agrees(expected, got):
         difference = np.abs(got - expected).max() if got.shape == expected.shape else f"shape {got.shape}"
         raise Incorrect(f"`ex1_session` computes something else than the fp32 model in `onnx_path` "
                         f"(max difference {difference}): build it from that file, not from a quantized one")
