@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import subprocess
 import sys
 import time
@@ -42,7 +43,10 @@ def room(tmp_path_factory):
         yield room
     finally:
         forced = room.close()
-        print(f"\nroom {room.prefix}: timings {({k: round(v, 1) for k, v in TIMINGS.items()})}; forced: {forced}")
+        TIMINGS["forced at cleanup"] = len(forced)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "room-measures.json").write_text(json.dumps({k: round(v, 1) for k, v in TIMINGS.items()},
+                                                                 indent=1) + "\n")
 
 
 def _answer_cell(notebook) -> int:
@@ -86,6 +90,8 @@ def played(room):
         TIMINGS["3 Run All at once"] = time.monotonic() - start
         for notebook in pages:
             notebook.save()
+        for who, mib in room.memory_mib().items():
+            TIMINGS[f"{who} MiB" + (" (server + Lesson 00 kernel)" if who in room.learners else "")] = mib
         yield room
     except Exception:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
