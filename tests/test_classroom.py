@@ -232,3 +232,41 @@ def test_a_read_only_install_writes_only_into_labkit_home(tmp_path):
         assert _tree(install) == before
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(install)], check=True)
+
+
+# --------------------------------------------------------------------------- the hub's configuration
+
+def _hub_config(monkeypatch, **env):
+    """hub/jupyterhub_config.py loaded as JupyterHub loads it (traitlets), with `env` as the room's settings."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    for name in [n for n in os.environ if n.startswith("LABKIT_HUB_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return PyFileConfigLoader("jupyterhub_config.py", path=str(repo_root() / "hub")).load_config()
+
+
+def test_the_hub_listens_on_loopback_only_and_caps_each_seats_threads(monkeypatch, tmp_path):
+    config = _hub_config(monkeypatch, LABKIT_HUB_USERS="root", LABKIT_HUB_PASSWORD="a room password",
+                         LABKIT_HUB_DIR=str(tmp_path), LABKIT_HUB_PORT="8123", LABKIT_HUB_SEATS="1")
+    assert (config.JupyterHub.ip, config.JupyterHub.hub_ip, config.Spawner.ip) == ("127.0.0.1",) * 3
+    assert config.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:8125"
+    env = config.Spawner.environment
+    cores = len(os.sched_getaffinity(0))
+    assert env["OMP_NUM_THREADS"] == env["ORT_INTRA_OP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == str(cores)
+    assert config.Authenticator.allowed_users == {"root"}
+    assert [s["name"] for s in config.JupyterHub.services] == ["idle-culler"]
+    crowded = _hub_config(monkeypatch, LABKIT_HUB_USERS="root", LABKIT_HUB_PASSWORD="a room password",
+                          LABKIT_HUB_DIR=str(tmp_path), LABKIT_HUB_SEATS=str(cores * 30))
+    assert crowded.Spawner.environment["OMP_NUM_THREADS"] == "1"  # thirty seats a core: one thread each, not zero
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"LABKIT_HUB_USERS": "root", "LABKIT_HUB_PASSWORD": "short"}, "at least 8 characters"),
+    ({"LABKIT_HUB_USERS": "no-such-learner-27", "LABKIT_HUB_PASSWORD": "a room password"}, "useradd -m"),
+    ({"LABKIT_HUB_GROUP": "no-such-group-27", "LABKIT_HUB_PASSWORD": "a room password"}, "LABKIT_HUB_USERS="),
+])
+def test_the_hub_refuses_to_start_without_what_a_room_needs_naming_it(monkeypatch, tmp_path, env, message):
+    with pytest.raises(SystemExit, match=message):
+        _hub_config(monkeypatch, LABKIT_HUB_DIR=str(tmp_path), **env)

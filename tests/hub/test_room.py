@@ -133,6 +133,31 @@ def test_the_instructors_view_shows_exactly_what_each_learner_did(played):
     print(table)
 
 
+def test_a_learner_who_restarts_their_server_loses_nothing(played):
+    user = played.learners[0]
+    copy = played.workspace(user) / LESSON
+    before = copy.read_bytes()
+    played.api("DELETE", f"/hub/api/users/{user}/server")
+    _wait(lambda: not _server(played, user), "the server to stop")
+    played.api("POST", f"/hub/api/users/{user}/server")
+    _wait(lambda: (_server(played, user) or {}).get("ready"), "the server to start again")
+    assert copy.read_bytes() == before
+    assert sorted(p.name for p in played.workspace(user).glob("00_*")) == [LESSON]  # no .updated: nothing changed
+
+
+def _server(room, user):
+    return (room.api("GET", f"/hub/api/users/{user}") or {}).get("servers", {}).get("")
+
+
+def _wait(condition, what, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(1)
+    raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+
+
 def test_one_learner_cannot_read_or_change_anothers_work_nor_the_install(played):
     a, b = played.learners[:2]
     theirs = played.workspace(a) / LESSON
