@@ -41,14 +41,22 @@ def repo_root() -> Path:
 def learner_root() -> Path:
     """Where the learner's files go (`workspace/`, `artifacts/`): $LABKIT_HOME when set (a shared install: the
     learner's own area, made if missing), else the checkout, exactly as for one learner."""
+    path = _learner_home()
+    if path is None:
+        return repo_root()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _learner_home() -> Path | None:
+    """$LABKIT_HOME as an absolute path (not created), or None when unset."""
     home = os.environ.get(HOME_VARIABLE, "").strip()
     if not home:
-        return repo_root()
+        return None
     path = Path(home).expanduser()
     if not path.is_absolute():
         raise ValueError(f"{HOME_VARIABLE}={home!r} is not an absolute path: set it to the learner's own folder, "
                          f"e.g. {HOME_VARIABLE}=$HOME/onnx-labkit")
-    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -117,7 +125,7 @@ def display_path(path: str | Path) -> str:
     """A path relative to the checkout (or to the learner's area, $LABKIT_HOME), so printed paths are the same on
     every machine and for every learner."""
     path = Path(path).resolve()
-    for root in (repo_root(), learner_root()):
+    for root in (repo_root(), _learner_home() or repo_root()):  # display only: creates nothing
         try:
             return path.relative_to(root.resolve()).as_posix()
         except ValueError:
