@@ -177,6 +177,19 @@ class Room:
         self.started = sorted(set(self.started) | set(found))
         return list(found.values())
 
+    def memory_mib(self) -> dict[str, float]:
+        """Resident memory of each learner's processes (their server and kernels), and of the hub with its proxy."""
+        totals: dict[str, float] = {}
+        for proc in self.processes():
+            try:
+                owner = proc.username()
+                rss = proc.memory_info().rss / 1024**2
+            except psutil.NoSuchProcess:
+                continue
+            key = owner if owner in self.learners else "hub + proxy + culler"
+            totals[key] = round(totals.get(key, 0.0) + rss)
+        return totals
+
     def listening(self) -> list[tuple[str, int, str]]:
         """(address, port, process name) of every socket the room's processes listen on."""
         pids = {proc.pid: proc for proc in self.processes()}
