@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
+
+from .childenv import telemetry_off
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -65,7 +66,7 @@ def _printable_streams() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before any command imports onnxruntime: the kit is offline
+    telemetry_off()  # again, in case the caller's code removed it since `import labkit`: before any command imports ORT
     _printable_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
