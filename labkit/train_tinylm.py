@@ -89,7 +89,7 @@ def held_out_loss(model: TinyLM, ids: torch.Tensor, length: int = 128) -> float:
     return sum(losses) / n
 
 
-def train(steps: int = 1000, batch: int = 32, length: int = 128, lr: float = 3e-3, seed: int = 0,
+def train(steps: int = 1000, batch: int = 32, length: int = 128, lr: float = 5e-3, seed: int = 0,
           log_every: int = 0) -> tuple[TinyLM, float]:
     """Train TinyLM(**CONFIG) on the training part of the corpus; return it (eval mode) and its held-out loss."""
     from .tinylm import corpus_text, encode, split_corpus

@@ -37,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=1000, help="training batches (default 1000)")
     parser.add_argument("--batch", type=int, default=32, help="windows per batch (default 32)")
     parser.add_argument("--length", type=int, default=128, help="bytes per window (default 128)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate, cosine-decayed (default 3e-3)")
+    parser.add_argument("--lr", type=float, default=5e-3, help="AdamW learning rate, cosine-decayed (default 5e-3)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and windows (default 0)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", default=None, help="where to write the checkpoint "
