@@ -1,5 +1,5 @@
-"""Lesson 02 exercises: wrong answers are Incorrect with a message that says why, right ones are Correct,
-missing variables are Not attempted."""
+"""Lesson 02 exercises: wrong answers are Incorrect with a message that says why, right ones are Correct
+(missing variables: test_exercises_all)."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from labkit.exercises.core import CORRECT, INCORRECT, NOT_ATTEMPTED
+from labkit.exercises.core import CORRECT
 from labkit.exercises.lesson02 import q1, q2, q3
 from wrong_answers import WrongAnswer, assert_rejected, params
 
@@ -104,13 +104,6 @@ def test_q1_while_loop_on_the_default_exporter_is_correct(tmp_path):
     assert outcome.status == CORRECT, outcome.message
 
 
-def test_q1_missing_variable_is_not_attempted():
-    outcome = q1.check()
-    assert outcome.status == NOT_ATTEMPTED
-    assert "ex1_path" in outcome.message
-    assert not outcome
-
-
 # --- q2: a loop the data decides --------------------------------------------------------------------
 # The reference is passed by keyword: the check would otherwise look for `HalveUntilSmall` in this module.
 
@@ -174,18 +167,6 @@ def test_q2_while_loop_on_the_default_exporter_is_correct(tmp_path):
     assert outcome.status == CORRECT, outcome.message
 
 
-def test_q2_missing_variable_is_not_attempted():
-    outcome = q2.check(HalveUntilSmall=_HalveUntilSmall)
-    assert outcome.status == NOT_ATTEMPTED
-    assert "ex2_path" in outcome.message
-
-
-def test_q2_missing_reference_model_says_run_the_cells_above(tmp_path):
-    outcome = q2.check(ex2_path=tmp_path / "whatever.onnx")
-    assert outcome.status == NOT_ATTEMPTED
-    assert "`HalveUntilSmall` comes from the lesson's cells above" in outcome.message
-
-
 # --- q3: a length that must stay in the graph -------------------------------------------------------
 
 class _SqrtNPool(torch.nn.Module):
@@ -224,12 +205,6 @@ def test_q3_pow_on_the_default_exporter_is_correct(tmp_path):
                            dynamic_shapes={"x": {0: Dim("batch"), 1: Dim("steps")}})
     outcome = _q3(path)
     assert outcome.status == CORRECT, outcome.message
-
-
-def test_q3_missing_variable_is_not_attempted():
-    outcome = q3.check(SqrtNPool=_SqrtNPool)
-    assert outcome.status == NOT_ATTEMPTED
-    assert "ex3_path" in outcome.message
 
 
 # --- the catalogue: each wrong answer is rejected, and the message names its fault --------------------------
