@@ -223,3 +223,8 @@ def test_q3_accepts_a_single_file_at_ir_8_opset_17_with_dynamic_batch_and_tokens
 
 
 
+
+
+def test_q3_a_folder_given_as_the_path_is_named_as_a_folder(tmp_path):
+    outcome = q3.check(ex3_path=tmp_path, pooler=torch.nn.Identity())
+    assert outcome.status == "Incorrect" and "which is a folder" in outcome.message

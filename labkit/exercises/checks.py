@@ -24,7 +24,7 @@ from ..onnxfile import OnnxFile, TensorSpec, graph_inputs
 from ..report import first_line
 from .core import Incorrect
 
-__all__ = ["ATOL", "RTOL", "require_type", "require_onnx_file", "require_inputs", "require_input_specs",
+__all__ = ["ATOL", "RTOL", "require_type", "require_file", "require_onnx_file", "require_inputs", "require_input_specs",
            "require_outputs", "require_ops", "exporter_of", "require_exporter", "learner_session",
            "run_learner_file", "agrees", "require_close", "call_learner_model"]
 
@@ -40,8 +40,8 @@ def require_type(name: str, value: Any, *types: type) -> None:
         raise Incorrect(f"`{name}` should be a {wanted}, but it is a {type(value).__name__}: {value!r:.60}")
 
 
-def require_onnx_file(name: str, path: Any) -> onnx.ModelProto:
-    """`path` must name an existing file (not a folder) that the ONNX checker accepts; returns the loaded model."""
+def require_file(name: str, path: Any) -> Path:
+    """`path` must be a str or Path naming an existing file, not a folder; returns it as a Path."""
     require_type(name, path, str, Path)
     path = Path(path)
     if path.is_dir():
@@ -49,6 +49,12 @@ def require_onnx_file(name: str, path: Any) -> onnx.ModelProto:
                         "(the folder / 'name.onnx' you passed to the export)")
     if not path.is_file():
         raise Incorrect(f"`{name}` is '{path.name}', but no such file exists: run your export first")
+    return path
+
+
+def require_onnx_file(name: str, path: Any) -> onnx.ModelProto:
+    """`path` must name an existing file (not a folder) that the ONNX checker accepts; returns the loaded model."""
+    path = require_file(name, path)
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)

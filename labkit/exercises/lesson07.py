@@ -18,7 +18,7 @@ from onnx import helper
 from ..compare import compare_with_torch
 from ..onnxfile import TensorSpec, input_specs, output_specs
 from ..report import first_line
-from .checks import require_onnx_file, require_type
+from .checks import require_file, require_onnx_file
 from .core import Exercise, Incorrect, bind
 
 __all__ = ["q1", "q2", "q3"]
@@ -98,10 +98,7 @@ def _external_files(model: onnx.ModelProto) -> list[str]:
 
 
 def _check_q3(ex3_path, pooler) -> str:
-    require_type("ex3_path", ex3_path, str, Path)
-    path = Path(ex3_path)
-    if not path.is_file():
-        raise Incorrect(f"`ex3_path` is '{path.name}', but no such file exists: run your export first")
+    path = require_file("ex3_path", ex3_path)  # loaded below without its external data, to name that fault
     header = onnx.load(str(path), load_external_data=False)
     external = _external_files(header)
     if external:
