@@ -15,7 +15,8 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported inside the functions: `labkit` commands start fast
     import torch
 
-__all__ = ["MEAN", "STD", "RESIZE", "CROP", "WEIGHTS_URL", "WEIGHTS_SHA256_PREFIX", "preprocess", "categories",
+__all__ = ["MEAN", "STD", "RESIZE", "CROP", "WEIGHTS_URL", "WEIGHTS_SHA256_PREFIX", "antialias_matrix",
+           "resize_antialiased", "preprocess", "categories",
            "weights_path", "alexnet"]
 
 MEAN = (0.485, 0.456, 0.406)
@@ -34,21 +35,24 @@ def _resize_shape(height: int, width: int, short: int) -> tuple[int, int]:
     return int(short * height / width), short
 
 
-def _antialias_weights(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) matrix of torch's antialiased bilinear resampling along one axis.
+def antialias_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) weights of torch's antialiased bilinear resize along one axis (as taught in Lesson 01 §5).
 
-    Each output pixel is a normalised triangle-filter average of the input pixels; the filter
-    widens with the shrink factor, which is what `antialias=True` (and PIL's BILINEAR) does.
+    Row i holds the weights of output pixel i: a normalised triangle filter centred where that pixel
+    falls in the input, one input pixel wide when enlarging and as wide as the shrink factor when
+    shrinking, which is what `antialias=True` (and PIL's BILINEAR) does.
     """
     scale = n_in / n_out
-    support = max(scale, 1.0)
-    weights = np.zeros((n_out, n_in), dtype=np.float64)
-    for i in range(n_out):
-        center = (i + 0.5) * scale
-        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), n_in)
-        taps = np.clip(1.0 - np.abs((np.arange(lo, hi) - center + 0.5) / support), 0.0, None)
-        weights[i, lo:hi] = taps / taps.sum()
-    return weights
+    support = max(scale, 1.0)  # half-width of the triangle in input pixels: wider when shrinking
+    centres = (np.arange(n_out) + 0.5) * scale  # where each output pixel's centre falls in the input
+    taps = np.clip(1 - np.abs((np.arange(n_in)[None, :] + 0.5 - centres[:, None]) / support), 0, None)
+    return taps / taps.sum(axis=1, keepdims=True)
+
+
+def resize_antialiased(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W, C) image -> float64 (height, width, C), with `antialias_matrix` along each axis."""
+    rows, columns = antialias_matrix(image.shape[0], height), antialias_matrix(image.shape[1], width)
+    return np.einsum("oh,hwc,pw->opc", rows, image.astype(np.float64), columns, optimize=True)
 
 
 def preprocess(image: np.ndarray) -> np.ndarray:
@@ -80,8 +84,7 @@ def preprocess(image: np.ndarray) -> np.ndarray:
     if new_h >= height and new_w >= width:
         resized = cv2.resize(pixels, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     else:
-        resized = np.einsum("oh,hwc->owc", _antialias_weights(height, new_h), pixels.astype(np.float64))
-        resized = np.einsum("pw,owc->opc", _antialias_weights(width, new_w), resized).astype(np.float32)
+        resized = resize_antialiased(pixels, new_h, new_w).astype(np.float32)
     top, left = int(round((new_h - CROP) / 2.0)), int(round((new_w - CROP) / 2.0))
     crop = resized[top:top + CROP, left:left + CROP] / np.float32(255.0)
     normalised = (crop - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)

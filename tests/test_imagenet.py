@@ -31,6 +31,41 @@ def _torchvision(image: np.ndarray) -> np.ndarray:
     return AlexNet_Weights.IMAGENET1K_V1.transforms()(tensor).numpy()[None]
 
 
+def _lesson01_resize() -> dict:
+    """The resize functions Lesson 01 §5 defines in its cells (the cell that teaches them), run here."""
+    import ast
+
+    import nbformat
+
+    from labkit.paths import repo_root
+
+    notebook = nbformat.read(repo_root() / "notebooks" / "01_alexnet_export.ipynb", as_version=4)
+    cell = next(c.source for c in notebook.cells if c.cell_type == "code" and "def antialias_matrix(" in c.source)
+    tree = ast.parse(cell)
+    tree.body = [node for node in tree.body if isinstance(node, ast.FunctionDef)]  # definitions only
+    namespace = {"np": np}
+    exec(compile(tree, "lesson01", "exec"), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("n_in, n_out", [(320, 256), (213, 256), (273, 256), (256, 256), (7, 3)])
+def test_labkits_resize_is_the_one_lesson01_teaches(n_in, n_out):
+    lesson = _lesson01_resize()
+    np.testing.assert_allclose(imagenet.antialias_matrix(n_in, n_out), lesson["antialias_matrix"](n_in, n_out),
+                               rtol=0, atol=1e-12)
+    image = _photo(n_in, n_in + 5)
+    np.testing.assert_allclose(imagenet.resize_antialiased(image, n_out, n_out + 3),
+                               lesson["resize_antialiased"](image, n_out, n_out + 3), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("size", [(150, 190), (400, 300)], ids=["shrink", "enlarge"])
+def test_resize_antialiased_equals_torchs_antialiased_bilinear(size):
+    image = _photo(213, 320)
+    chw = torch.from_numpy(image).permute(2, 0, 1)[None].double()
+    expected = torch.nn.functional.interpolate(chw, size=size, mode="bilinear", antialias=True)[0].permute(1, 2, 0)
+    np.testing.assert_allclose(imagenet.resize_antialiased(image, *size), expected.numpy(), rtol=0, atol=1e-6)
+
+
 def test_preprocess_returns_float32_nchw_224():
     batch = imagenet.preprocess(_photo(213, 320))
     assert batch.shape == (1, 3, 224, 224)
