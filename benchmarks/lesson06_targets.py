@@ -79,32 +79,37 @@ def machine() -> tuple[list[str], bool]:
 
 # --------------------------------------------------------------------------- data, as the lesson makes it
 
-MEAN, STD = np.array(imagenet.MEAN, np.float32), np.array(imagenet.STD, np.float32)
+LESSON_NAMES = ("MEAN", "STD", "views", "cosine", "ImageReader")
 
 
-def views(name: str, sides, flips=(False, True)) -> np.ndarray:
-    """The lesson's views: 224x224 crops (4 corners + centre) of a photo resized to each shorter side."""
-    image = labkit.load_image(labkit.data_path(f"images/{name}"))
-    out = []
-    for side in sides:
-        scale = side / min(image.shape[:2])
-        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-        resized = (cv2.resize(image, size, interpolation=cv2.INTER_AREA) / np.float32(255) - MEAN) / STD
-        h, w = resized.shape[:2]
-        for top, left in [(0, 0), (0, w - 224), (h - 224, 0), (h - 224, w - 224), ((h - 224) // 2, (w - 224) // 2)]:
-            crop = resized[top:top + 224, left:left + 224]
-            out += [crop[:, ::-1] if flip else crop for flip in flips]
-    return np.stack(out).transpose(0, 3, 1, 2).astype(np.float32, order="C")
+def from_lesson(names=LESSON_NAMES) -> dict:
+    """The lesson's own definitions of `names`, run from its cells: one source, so the benchmark measures what it teaches."""
+    import nbformat
+
+    namespace = {"np": np, "cv2": cv2, "labkit": labkit, "imagenet": imagenet,
+                 "CalibrationDataReader": CalibrationDataReader}
+    for cell in nbformat.read(labkit.repo_root() / NOTEBOOK, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.parse(cell.source).body:  # only the statements that define one of `names`
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                defined = {node.name}
+            elif isinstance(node, ast.Assign):
+                defined = {n.id for target in node.targets for n in ast.walk(target) if isinstance(n, ast.Name)}
+            else:
+                continue
+            if defined & set(names):
+                exec(compile(ast.Module([node], type_ignores=[]), NOTEBOOK, "exec"), namespace)
+    missing = sorted(set(names) - namespace.keys())
+    if missing:
+        raise RuntimeError(f"{NOTEBOOK} no longer defines {missing}: update LESSON_NAMES in {__file__}")
+    return {name: namespace[name] for name in names}
 
 
-class Reader(CalibrationDataReader):
-    """Equal batches of 2 views: small batches keep calibration's memory down."""
-
-    def __init__(self, images: np.ndarray, batch: int = 2):
-        self.batches = iter([{"image": images[i:i + batch]} for i in range(0, len(images), batch)])
-
-    def get_next(self):
-        return next(self.batches, None)
+# views(name, sides, flips): 224x224 crops (4 corners + centre) of a photo resized to each shorter side;
+# cosine(a, b): each row's logit cosine; ImageReader(images, batch=): the calibration data reader
+LESSON = from_lesson()
+views, cosine, ImageReader = LESSON["views"], LESSON["cosine"], LESSON["ImageReader"]
 
 
 # --------------------------------------------------------------------------- models and scores
@@ -122,9 +127,9 @@ def logits(path: Path, images: np.ndarray, threads: int, batch: int = 20) -> np.
 
 def agreement(found: np.ndarray, reference: np.ndarray, confident: np.ndarray) -> dict:
     same = found.argmax(axis=1) == reference.argmax(axis=1)
-    cosine = np.sum(found * reference, axis=1) / (np.linalg.norm(found, axis=1) * np.linalg.norm(reference, axis=1))
+    similarity = cosine(found, reference)
     return {"confident": float(same[confident].mean()), "all": float(same.mean()),
-            "worst cosine": float(cosine.min()), "mean cosine": float(cosine.mean())}
+            "worst cosine": float(similarity.min()), "mean cosine": float(similarity.mean())}
 
 
 def meets_bar(score: dict) -> bool:
@@ -162,7 +167,7 @@ class Recipes:
                         calibration_cache_path=cache, extra_options=extra)
         settings.update(options)
         with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print their progress
-            quantize_static(self.pre, path, Reader(self.calibration[data]), **settings)
+            quantize_static(self.pre, path, ImageReader(self.calibration[data], batch=2), **settings)  # small batches: less memory
         return path
 
 
@@ -173,8 +178,7 @@ def scan(recipes: Recipes, parts: dict[str, list[str]], images: np.ndarray, refe
     for part, names in parts.items():
         path = recipes.static("scan_one_part", nodes_to_quantize=names)
         found = logits(path, images, threads)
-        cosine = np.sum(found * reference, axis=1) / (np.linalg.norm(found, axis=1) * np.linalg.norm(reference, axis=1))
-        cost[part] = float(1 - cosine.mean())
+        cost[part] = float(1 - cosine(found, reference).mean())
     return cost
 
 
