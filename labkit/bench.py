@@ -4,12 +4,13 @@ Before anything is allocated or timed, every setting is checked (`check_settings
 every input is sized for every batch, inputs that are settings rather than data need a value,
 and the memory of the largest batch is estimated from shape inference and refused, with the
 number, when it is more than half of what the machine has available (`max_memory` changes that).
-The measuring itself is labkit.measure's (time_it, sgemm_peak, count_flops), as in Lesson 06.
+The measuring itself is labkit.measure's (time_it, fp32_ceiling, count_flops), as in Lesson 06.
 labkit/commands/bench.py parses the command's options and prints the table.
 """
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -206,6 +207,7 @@ class BenchResult:
     gflop_per_item: float | None
     flops_source: str
     peak_gflops: float | None
+    peak_source: str | None = None  # what set the ceiling: the theoretical FMA peak or a measured matmul
     rows: list = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -215,7 +217,7 @@ class BenchResult:
         return {
             "model": self.model, "threads": self.threads, "inputs": {k: list(v) for k, v in self.shapes.items()},
             "gflop_per_item": self.gflop_per_item, "flops_source": self.flops_source,
-            "peak_gflops": self.peak_gflops, "rows": [vars(row) for row in self.rows],
+            "peak_gflops": self.peak_gflops, "peak_source": self.peak_source, "rows": [vars(row) for row in self.rows],
             "machine": cpu_facts(), "versions": package_versions(("onnxruntime", "onnx", "torch", "numpy")),
         }
 
@@ -256,7 +258,7 @@ def run_bench(model_path: str, batches: Sequence[int] | None = None, *, threads:
     `batches` defaults to the model's fixed batch size, or 1 when the batch dim is symbolic.
     Every check (settings, shapes, values, memory) happens before anything is allocated or timed.
     """
-    from .measure import count_flops, sgemm_peak, time_it
+    from .measure import count_flops, fp32_ceiling, time_it
     from .onnxfile import OnnxFile
     from .report import first_line
 
@@ -281,8 +283,10 @@ def run_bench(model_path: str, batches: Sequence[int] | None = None, *, threads:
         if gflop_per_item is None:
             source = "unknown (give --gflop)"
     session = _session(model, threads)
-    peak = sgemm_peak(threads=threads) if (measure_peak and gflop_per_item) else None
-    result = BenchResult(model.name, threads, per_batch[batches[0]], gflop_per_item, source, peak)
+    ceiling = fp32_ceiling(threads or os.cpu_count() or 1) if (measure_peak and gflop_per_item) else None
+    peak = ceiling.gflops if ceiling else None
+    result = BenchResult(model.name, threads, per_batch[batches[0]], gflop_per_item, source, peak,
+                         ceiling.source if ceiling else None)
     bar = None
     if progress:
         from tqdm import tqdm  # the plain text bar: this runs in terminals

@@ -10,12 +10,17 @@ same class in its cells, and tests/test_tinylm.py keeps the two sources identica
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["TinyLM", "Block", "CONFIG", "train", "held_out_loss", "batches"]
+__all__ = ["TinyLM", "Block", "CONFIG", "ARTIFACTS", "train", "held_out_loss", "batches", "output_path", "Saved",
+           "save_trained"]
+
+ARTIFACTS = "train-tinylm"  # artifacts/<this>/
 
 CONFIG = {"vocab": 256, "d_model": 128, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "max_len": 256}
 
@@ -116,3 +121,61 @@ def train(steps: int = 1000, batch: int = 32, length: int = 128, lr: float = 5e-
             print(f"step {step + 1}/{steps}: training loss {loss.item():.3f}", flush=True)
     model.eval()
     return model, held_out_loss(model, held_ids)
+
+
+def output_path(out: str | Path | None = None, replace_shipped: bool = False) -> Path:
+    """Where the checkpoint goes: `out`, the shipped data/ file with `replace_shipped`, else artifacts/train-tinylm/."""
+    from . import paths
+    from .tinylm import WEIGHTS
+
+    shipped = paths.repo_root() / "data" / WEIGHTS
+    if out:
+        out = Path(out)
+        if out.is_dir():
+            raise IsADirectoryError(f"--out '{out}' is a folder: give a file name such as {out / WEIGHTS}")
+        if out.resolve() == shipped.resolve():
+            raise ValueError(f"--out points at the shipped data/{WEIGHTS}: say --replace-shipped to replace it")
+        return out
+    return shipped if replace_shipped else paths.artifacts_dir(ARTIFACTS) / WEIGHTS
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What `save_trained` did: the file written (None when the shipped one was kept) and why."""
+
+    path: Path | None
+    message: str
+
+
+def save_trained(model: TinyLM, loss: float, out: Path, *, replace_shipped: bool = False) -> Saved:
+    """Write `model`'s checkpoint to `out`: never non-finite weights, never over shipped weights that do better.
+
+    With `replace_shipped`, the file at `out` (the shipped one) is replaced only when `loss`, the new
+    held-out loss, is lower than the loss of the weights already there.
+    """
+    from .tinylm import WEIGHTS, corpus_text, encode, load_weights, split_corpus
+    from .weights import describe_nonfinite, nonfinite_tensors
+
+    state = model.state_dict()
+    bad = nonfinite_tensors(state)
+    if bad or not math.isfinite(loss):
+        found = describe_nonfinite(bad) if bad else f"a held-out loss of {loss}"
+        raise ValueError(f"training produced {found}: nothing was written; lower --lr or change --seed")
+    note = ""
+    if replace_shipped and out.is_file():
+        config, old_state = load_weights(out)
+        shipped = TinyLM(**config)
+        shipped.load_state_dict(old_state)
+        old = held_out_loss(shipped.eval(), torch.tensor(encode(split_corpus(corpus_text())[1])))
+        if not loss < old:
+            return Saved(None, f"not replacing data/{WEIGHTS}: its held-out loss {old:.3f} is not worse than {loss:.3f}")
+        note = (f"replacing data/{WEIGHTS} (held-out loss {old:.3f} -> {loss:.3f}); record its new SHA-256 in "
+                "labkit/tinylm.py and data/README.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")  # the old file stays whole until the new one is
+    try:
+        torch.save({"config": dict(CONFIG), "state_dict": state}, partial)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return Saved(out, note)

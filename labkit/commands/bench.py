@@ -69,7 +69,8 @@ def _describe(result: BenchResult) -> str:
     inputs = ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in result.shapes.items())
     flops = (f"{result.gflop_per_item:.3f} GFLOP per item ({result.flops_source})"
              if result.gflop_per_item else f"FLOPs {result.flops_source}")
-    peak = f"fp32 peak {result.peak_gflops:.0f} GFLOP/s (torch sgemm)" if result.peak_gflops else "fp32 peak not measured"
+    peak = (f"fp32 peak {result.peak_gflops:.0f} GFLOP/s ({result.peak_source})" if result.peak_gflops
+            else "fp32 peak not measured")
     threads = f"{result.threads} intra-op threads" if result.threads else f"ORT default threads ({os.cpu_count()} cores)"
     return f"model {result.model}: inputs {inputs} at the first batch\n{flops}; {peak}; {threads}"
 
