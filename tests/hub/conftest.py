@@ -13,21 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from opt_in import ignore_unless_asked
+
 HERE = Path(__file__).resolve().parent
 ENV_FLAG = "LABKIT_HUB_TESTS"
 
 
-def _named_on_command_line(config) -> bool:
-    base = Path(config.invocation_params.dir).resolve()
-    named = [a.split("::")[0] for a in config.invocation_params.args if not a.startswith("-")]
-    paths = [(base / arg).resolve() for arg in named] or [base]
-    return any(path == HERE or HERE in path.parents for path in paths)
-
-
 def pytest_ignore_collect(collection_path, config):
-    if os.environ.get(ENV_FLAG) == "1" or _named_on_command_line(config):
-        return None
-    return True
+    return ignore_unless_asked(config, HERE, ENV_FLAG)
 
 
 def pytest_collection_modifyitems(session, config, items):
