@@ -46,20 +46,29 @@ def _compare(name: str, torch_model, model: onnx.ModelProto, x: np.ndarray, what
         raise Incorrect(f"`{name}` does not match the torch model for {what}: {repr(result).splitlines()[-1]}")
 
 
+def _one_input_with_free_axes(model, layout: str, module: str, axes, fix) -> TensorSpec:
+    """The model's one input of rank 3 (`layout`), with each (axis, label) of `axes` left free, else Incorrect.
+
+    `fix(label)` ends the message for a fixed axis with what to change in the export.
+    """
+    specs = input_specs(model)
+    if len(specs) != 1 or len(specs[0].shape) != 3:
+        raise Incorrect(f"expected one input of rank 3 {layout}, found "
+                        f"{[(s.name, s.shape_text()) for s in specs]}: export `{module}` itself")
+    spec = specs[0]
+    for axis, label in axes:
+        if isinstance(spec.shape[axis], int):
+            raise Incorrect(f"input {spec.name!r} is saved as {spec.shape_text()}: axis {axis} ({label}) is fixed "
+                            f"to {spec.shape[axis]}{fix(label)}")
+    return spec
+
+
 # ------------------------------------------------------------------------------------------------ q1
 def _check_q1(ex1_path, smoother) -> str:
     model = require_onnx_file("ex1_path", ex1_path)
-    specs = input_specs(model)
-    if len(specs) != 1 or len(specs[0].shape) != 3:
-        raise Incorrect(f"expected one input of rank 3 (batch, 2, time), found "
-                        f"{[(s.name, s.shape_text()) for s in specs]}: export `smoother` itself")
-    spec = specs[0]
-    for axis, label in ((0, "batch"), (2, "time")):
-        size = spec.shape[axis]
-        if isinstance(size, int):
-            raise Incorrect(
-                f"input {spec.name!r} is saved as {spec.shape_text()}: axis {axis} ({label}) is fixed to {size}. "
-                f"Declare it in dynamic_shapes and export with an example whose {label} size is at least 2")
+    spec = _one_input_with_free_axes(
+        model, "(batch, 2, time)", "smoother", ((0, "batch"), (2, "time")),
+        lambda label: f". Declare it in dynamic_shapes and export with an example whose {label} size is at least 2")
     rng = np.random.default_rng(7)
     for shape in [(3, 2, 7), (2, 2, 16)]:
         x = rng.standard_normal(shape).astype(np.float32)
@@ -123,16 +132,10 @@ def _check_q3(ex3_path, pooler) -> str:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
         raise Incorrect(f"onnx.checker (full_check=True) rejects '{path.name}': {first_line(error)}") from None
-    specs = input_specs(model)
-    if len(specs) != 1 or len(specs[0].shape) != 3:
-        raise Incorrect(f"expected one input of rank 3 (batch, tokens, 8), found "
-                        f"{[(s.name, s.shape_text()) for s in specs]}: export `pooler` itself")
-    spec = specs[0]
-    for axis, label in ((0, "batch"), (1, "tokens")):
-        if isinstance(spec.shape[axis], int):
-            raise Incorrect(f"input {spec.name!r} is saved as {spec.shape_text()}: axis {axis} ({label}) is fixed "
-                            f"to {spec.shape[axis]}, so the target could only feed that size. Declare the batch and "
-                            "token axes dynamic (dynamic_axes on the legacy exporter)")
+    spec = _one_input_with_free_axes(
+        model, "(batch, tokens, 8)", "pooler", ((0, "batch"), (1, "tokens")),
+        lambda label: ", so the target could only feed that size. Declare the batch and token axes dynamic "
+                      "(dynamic_axes on the legacy exporter)")
     rng = np.random.default_rng(5)
     for shape in CHECK_SHAPES_Q3:  # sizes no example in the lesson used
         x = rng.standard_normal(shape).astype(np.float32)
