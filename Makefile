@@ -77,10 +77,12 @@ lab: setup
 lab-instructor: setup
 	"$(BIN)/jupyter" lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(PORT) --ServerApp.root_dir=notebooks $(ROOT_FLAG)
 
-# Two workers, one notebook per worker (nbval's cells must stay in one kernel: --dist loadfile); each worker and its
+# Two workers, one notebook per worker (nbval's cells must stay in one kernel: --dist loadfile), except that each
+# test of tests/test_core_path.py (a lesson in a kernel of its own, 6-20 s) is a unit of its own; each worker and its
 # kernels get one thread per core share (tests/conftest.py), so two kernels on two cores do not fight. Lesson 06 pins
-# its own threads for its timings, so it runs first and alone (tests/whole_machine.py; --no-loadscope-reorder keeps
-# that order): shared with the other worker it took 159 s, alone 59-71 s.
+# its own threads for its timings: its cells that time something (tagged `timed`), and its core-path test, run alone;
+# its other cells share the cores. It goes first, then the other notebooks, the core-path tests, the unit tests
+# (tests/whole_machine.py; --no-loadscope-reorder keeps that order).
 test: setup
 	"$(BIN)/python" -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 

@@ -1,10 +1,14 @@
-"""`make test` on two workers: a notebook that times itself on every core runs alone, and first.
+"""`make test` on two workers: the cells that time a lesson run alone, and first; the rest shares the cores.
 
-Each case runs a small suite under pytest-xdist in a subprocess: one file that must run alone and three that share
-the cores, each test recording when it started and ended. The control is the same suite without the plugin.
+Each case runs a small suite under pytest-xdist in a subprocess, each test (and each notebook cell) recording when
+it started and ended: a notebook that must run alone in its cells tagged `timed`, three files that share the cores,
+and a file whose tests spread over the workers, one of which runs the alone notebook. The control is the same suite
+with nothing named alone.
 """
 from __future__ import annotations
 
+import ast
+import inspect
 import subprocess
 import sys
 import textwrap
@@ -12,44 +16,86 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from whole_machine import ALONE
+from whole_machine import ALONE, TIMED
 
+from labkit import measure
+from labkit.exercises import lesson06
+from labkit.exercises.core import Exercise
 from labkit.notebook import clean_env
 
 TESTS = Path(__file__).parent
 NOTEBOOKS = TESTS.parent / "notebooks"
-RECORDING_TEST = textwrap.dedent("""
+RECORD = """
     import os, time
+    start = time.time()
+    time.sleep(0.15)
+    with open(os.environ["INTERVALS"], "a") as log:
+        log.write(f"{os.environ['PYTEST_XDIST_WORKER']} NAME {start} {time.time()}\\n")
+"""
+SHARED_TEST = textwrap.dedent("""
     import pytest
 
-    @pytest.mark.parametrize("n", range({count}))
+    @pytest.mark.parametrize("n", range(4))
     def test_step(n):
-        start = time.time()
-        time.sleep(0.25)
-        with open(os.environ["INTERVALS"], "a") as log:
-            log.write(f"{{os.environ['PYTEST_XDIST_WORKER']}} {name} {{start}} {{time.time()}}\\n")
-""")
+""") + textwrap.indent(textwrap.dedent(RECORD), "    ")  # NAME: the file's name, filled in by _run_suite
+# One test per lesson, as test_core_path has: the one that runs the alone notebook must run alone.
+SPREAD_TEST = textwrap.dedent("""
+    from pathlib import Path
+    import pytest
+
+    @pytest.mark.parametrize("path", [Path("a.ipynb"), Path("z_alone.ipynb"), Path("b.ipynb"), Path("c.ipynb")],
+                             ids=lambda path: path.stem)
+    def test_lesson(path):
+        name = "each:alone" if path.name == "z_alone.ipynb" else "each:shared"
+""") + textwrap.indent(textwrap.dedent(RECORD).replace("NAME", "{name}"), "    ")
+# The alone notebook: which of its cells are tagged timed.
+CELLS = [False, True, True, False, True, False]
 
 
-def _run_suite(folder: Path, register: bool) -> list[tuple[str, str, float, float]]:
-    """(worker, file, start, end) of every test, in the order they ended."""
+def _alone_notebook(path: Path) -> None:
+    cells = []
+    for timed in CELLS:
+        cell = nbformat.v4.new_code_cell(textwrap.dedent(RECORD).replace(
+            "NAME", "z_alone:timed" if timed else "z_alone:shared"))
+        if timed:
+            cell.metadata["tags"] = [TIMED]
+        cells.append(cell)
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+
+
+def _run_suite(folder: Path, alone: set[str], spread: set[str], files: set[str]) -> list[tuple[str, str, float, float]]:
+    """(worker, what, start, end) of every test and cell, in the order they ended. `files`: which of 'notebook',
+    'each' and 'shared' to write. Each worker writes the order it collected in, one node id a line, to order-gwN.txt."""
     (folder / "pytest.ini").write_text("[pytest]\n")
     (folder / "conftest.py").write_text(textwrap.dedent(f"""
-        import sys
+        import os, sys
+        import pytest
         sys.path.insert(0, {str(TESTS)!r})
         from whole_machine import WholeMachine
 
         def pytest_configure(config):
-            if {register}:
-                config.pluginmanager.register(WholeMachine(alone=frozenset({{"test_z_alone.py"}})), "whole-machine")
+            config.pluginmanager.register(WholeMachine(alone=frozenset({alone!r}), spread=frozenset({spread!r})),
+                                          "whole-machine")
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_collection_modifyitems(items):
+            with open(f"order-{{os.environ['PYTEST_XDIST_WORKER']}}.txt", "w") as order:
+                order.writelines(item.nodeid + "\\n" for item in items)
     """))
-    for name, count in [("shared_a", 4), ("shared_b", 4), ("shared_c", 4), ("z_alone", 4)]:
-        (folder / f"test_{name}.py").write_text(RECORDING_TEST.format(name=name, count=count))
+    if "shared" in files:
+        for name in ("shared_a", "shared_b", "shared_c"):
+            (folder / f"test_{name}.py").write_text(SHARED_TEST.replace("NAME", name))
+    if "each" in files:
+        (folder / "test_each.py").write_text(SPREAD_TEST)
+    if "notebook" in files:
+        _alone_notebook(folder / "z_alone.ipynb")
     log = folder / "intervals.txt"
-    env = clean_env() | {"INTERVALS": str(log), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # xdist alone: quick to start
+    env = clean_env() | {"INTERVALS": str(log), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # xdist, nbval: quick to start
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "xdist", "-n", "2", "--dist",
                "loadfile", "--no-loadscope-reorder"]
-    run = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+    if "notebook" in files:
+        command += ["-p", "nbval.plugin", "--nbval", "--nbval-current-env"]
+    run = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return [(worker, name, float(start), float(end))
             for worker, name, start, end in (line.split() for line in log.read_text().splitlines())]
@@ -60,24 +106,60 @@ def _overlaps(a, b) -> bool:
 
 
 def _alone_and_shared(intervals):
-    return [i for i in intervals if i[1] == "z_alone"], [i for i in intervals if i[1] != "z_alone"]
+    alone = {"z_alone:timed", "each:alone"}
+    return [i for i in intervals if i[1] in alone], [i for i in intervals if i[1] not in alone]
+
+
+def _workers(intervals, prefix: str) -> set[str]:
+    return {worker for worker, what, _, _ in intervals if what.startswith(prefix)}
+
+
+@pytest.fixture(scope="module")
+def whole_suite(tmp_path_factory):
+    """The alone notebook, the file whose tests spread (one of them runs that notebook) and three shared files."""
+    folder = tmp_path_factory.mktemp("whole_suite")
+    return folder, _run_suite(folder, alone={"z_alone.ipynb"}, spread={"test_each.py"},
+                              files={"notebook", "each", "shared"})
 
 
 @pytest.mark.slow
-def test_a_file_that_needs_every_core_runs_alone_and_first_while_the_others_share(tmp_path):
-    alone, shared = _alone_and_shared(_run_suite(tmp_path, register=True))
-    assert len(alone) == 4 and len(shared) == 12
-    span = ("", "z_alone", min(i[2] for i in alone), max(i[3] for i in alone))  # first start to last end
-    assert not [i for i in shared if _overlaps(i, span)], "a shared test ran while the alone file ran"
-    # It goes first: at most the test the other worker had already begun comes before it.
-    assert len([i for i in shared if i[2] < span[2]]) <= 1, "the file that runs alone should go first"
-    assert any(_overlaps(a, b) for a in shared for b in shared if a[0] != b[0]), "the shared files did not share"
+def test_the_timed_cells_run_alone_while_the_other_cells_and_files_share_the_cores(whole_suite):
+    _, intervals = whole_suite
+    alone, shared = _alone_and_shared(intervals)
+    assert len(alone) == CELLS.count(True) + 1 and len(shared) == CELLS.count(False) + 3 + 12
+    overlapping = [(a, b) for a in alone for b in intervals if b is not a and _overlaps(a, b)]
+    assert not overlapping, f"ran beside a timed cell or the test that runs the alone notebook: {overlapping}"
+    untimed = [i for i in shared if i[1] == "z_alone:shared"]
+    others = [i for i in shared if not i[1].startswith("z_alone")]
+    assert any(_overlaps(a, b) for a in untimed for b in others), "the untimed cells did not share the cores"
+    assert any(_overlaps(a, b) for a in others for b in others if a[0] != b[0]), "the other files did not share"
 
 
 @pytest.mark.slow
-def test_without_the_plugin_the_same_suite_overlaps(tmp_path):
-    """The control: the recording sees an overlap when nothing prevents it."""
-    alone, shared = _alone_and_shared(_run_suite(tmp_path, register=False))
+def test_what_needs_the_whole_machine_is_handed_out_first_and_each_file_stays_on_one_worker(whole_suite):
+    """xdist hands out the units in the order the workers collected (--no-loadscope-reorder): this order."""
+    folder, intervals = whole_suite
+    order = (folder / "order-gw0.txt").read_text().splitlines()
+    assert order == (folder / "order-gw1.txt").read_text().splitlines()
+    files = [nodeid.split("::")[0] + ("[z_alone]" if "z_alone" in nodeid.split("::")[-1] else "") for nodeid in order]
+    assert list(dict.fromkeys(files)) == ["z_alone.ipynb", "test_each.py[z_alone]", "test_each.py", "test_shared_a.py",
+                                          "test_shared_b.py", "test_shared_c.py"]
+    for what in ("z_alone:", "shared_a", "shared_b", "shared_c"):
+        assert len(_workers(intervals, what)) == 1, f"{what} ran on two workers"
+
+
+@pytest.mark.slow
+def test_each_test_of_a_spread_file_is_a_unit_of_its_own(tmp_path):
+    """xdist gives each worker a unit at the start: a file's tests land on both workers only as units of their own."""
+    intervals = _run_suite(tmp_path, alone=set(), spread={"test_each.py"}, files={"each"})
+    assert len(_workers(intervals, "each:")) == 2
+
+
+@pytest.mark.slow
+def test_with_nothing_named_alone_the_same_suite_overlaps(tmp_path):
+    """The control: the recording sees a timed cell overlap another test when nothing prevents it."""
+    intervals = _run_suite(tmp_path, alone=set(), spread={"test_each.py"}, files={"notebook", "each", "shared"})
+    alone, shared = _alone_and_shared(intervals)
     assert any(_overlaps(a, b) for a in alone for b in shared)
 
 
@@ -89,3 +171,73 @@ def test_the_notebooks_that_pin_their_threads_are_the_ones_that_run_alone():
         if "torch.set_num_threads(" in code:
             pinning.add(path.name)
     assert pinning == ALONE
+
+
+# --- Which cells read a clock. The standard library's clocks; labkit.measure's functions that call one, the
+# functions an exercise module or the lesson itself defines around them, and an exercise whose check() times
+# (found by reading their code); ONNX Runtime's profiler (it times every node); and `labkit bench`.
+# (labkit.lessons.TIMING_CALLS asks another question: whether a lesson as a whole measures time.)
+CLOCKS = {"perf_counter", "perf_counter_ns", "process_time", "monotonic", "time", "timeit"}
+
+
+def _callee(call: ast.Call) -> set[str]:
+    """`f(...)`: {'f'}; `a.f(...)`: {'f', 'a.f'}."""
+    func = call.func
+    if isinstance(func, ast.Attribute):
+        return {func.attr} | ({f"{func.value.id}.{func.attr}"} if isinstance(func.value, ast.Name) else set())
+    return {func.id} if isinstance(func, ast.Name) else set()
+
+
+def _calls(tree: ast.AST, into_definitions: bool):
+    """Every call in `tree`; without `into_definitions`, only those that run when `tree` runs (not in a def)."""
+    for child in ast.iter_child_nodes(tree):
+        if not into_definitions and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if isinstance(child, ast.Call):
+            yield child
+        yield from _calls(child, into_definitions)
+
+
+def _reads_clock(tree: ast.AST, timers: set[str], into_definitions: bool = True) -> bool:
+    for call in _calls(tree, into_definitions):
+        bench = call.args and isinstance(call.args[0], ast.List) and call.args[0].elts \
+            and getattr(call.args[0].elts[0], "value", None) == "bench"
+        if _callee(call) & timers or bench or any(keyword.arg == "enable_profiling" for keyword in call.keywords):
+            return True
+    return False
+
+
+def _timers(tree: ast.AST, known: set[str]) -> set[str]:
+    """`known`, and the functions defined in `tree` that call one of them, however indirectly."""
+    definitions = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    timers = set(known)
+    while new := {node.name for node in definitions if node.name not in timers and _reads_clock(node, timers)}:
+        timers |= new
+    return timers
+
+
+def timing_cells(path: Path) -> list[int]:
+    """The indices of the code cells of the notebook at `path` that time something when they run."""
+    known = _timers(ast.parse(inspect.getsource(measure)), CLOCKS)
+    exercise_timers = _timers(ast.parse(inspect.getsource(lesson06)), known)
+    known |= {f"{name}.check" for name, value in vars(lesson06).items()
+              if isinstance(value, Exercise) and value._check.__name__ in exercise_timers}
+    cells = nbformat.read(path, as_version=4).cells
+    trees = {index: ast.parse(cell.source) for index, cell in enumerate(cells) if cell.cell_type == "code"}
+    timers = _timers(ast.Module(body=[node for tree in trees.values() for node in tree.body], type_ignores=[]), known)
+    return [index for index, tree in trees.items() if _reads_clock(tree, timers, into_definitions=False)]
+
+
+def _first_line(source: str) -> str:
+    return next((line for line in source.splitlines() if not line.startswith("# NBVAL")), "")
+
+
+def test_every_cell_of_lesson_06_that_times_something_is_tagged_to_run_alone():
+    """A timed cell beside another worker's kernel gets noisy figures, and a verdict nbval compares can flip."""
+    path = NOTEBOOKS / "06_cpu_performance.ipynb"
+    cells = nbformat.read(path, as_version=4).cells
+    untagged = [f"cell {index} (id {cells[index].get('id')}): {_first_line(cells[index].source)!r}"
+                for index in timing_cells(path) if TIMED not in cells[index].metadata.get("tags", [])]
+    assert not untagged, (f"these cells of {path.name} time something but lack the cell tag {TIMED!r}, so they "
+                          "would share the cores with another worker; add it to each cell's metadata "
+                          f"(\"tags\": [\"{TIMED}\"]):\n" + "\n".join(untagged))

@@ -1,10 +1,25 @@
-"""Under pytest-xdist, a notebook that times itself on every core runs alone; the rest share the cores.
+"""Under pytest-xdist, the cells that time Lesson 06 run alone; everything else shares the cores.
 
-Lesson 06 pins its own thread count (`THREADS = 2`) for every measurement. Run next to another worker on two
-cores, each of its parallel ops waits for the thread that shares a core with the other worker's kernel: the lesson
-took 159 s that way, 59-71 s alone. So while a worker runs such a notebook, the other workers wait between two tests
-(a lock: one exclusive holder, or any number of shared ones), and the notebook goes first, so no worker waits at
-the end. Nothing is skipped or shortened; without xdist (plain `pytest`) the lock is never taken.
+Lesson 06 pins its own thread count (`THREADS = 2`) for every measurement and prints verdicts (which path is
+faster) that nbval compares. Beside another worker's kernel on two cores its timings get noisy and a verdict can
+flip. Only the cells that *measure* need the machine to themselves: they carry the cell tag `timed` (in the cell's
+metadata, which a learner never sees in the notebook view; tests/test_whole_machine.py checks that every cell that
+reads a clock has it). While such a cell runs, the other workers wait between two tests (a lock: one exclusive
+holder, or any number of shared ones). The notebook's other cells (exports, quantization, agreement, plots, the
+verdicts printed from timings taken before) share the cores like any other test.
+
+A test that runs such a notebook's cells in a kernel of its own (test_core_path's test of Lesson 06) takes the
+whole machine too: nothing it times is checked, but pinned to two threads beside another worker it took 62 s,
+alone 10 s.
+
+Order: first what needs the whole machine (the notebooks in ALONE, the tests that run one), so that its waits fall
+on the other worker's short notebook cells, not on a long test; then the other notebooks; then the tests of the
+files in SPREAD; then the other test files. Under `--dist loadfile` each file is one unit of work (nbval's cells
+need one kernel, in order), except the files in SPREAD: each of their tests is a unit of its own, so that their
+long tests spread over the workers (a scheduler of our own, `pytest_xdist_make_scheduler`: xdist's loadgroup
+would do it with marks, but with pytest 9.2 its `xdist_group` marks group nothing, as xdist 3.8 renames the node
+ids through `item._nodeid`, which pytest 9.2 no longer reads). `--no-loadscope-reorder` keeps this order.
+Nothing is skipped or shortened; without xdist (plain `pytest`) no lock is taken.
 
 The controller makes one folder for the lock files of a run and tells the workers (`pytest_configure_node`).
 """
@@ -21,19 +36,22 @@ try:
 except ImportError:  # not a POSIX system: no lock, the workers share the cores as plain xdist does
     fcntl = None
 
-# Notebooks that set their own thread count for their timings, and so need every core to themselves.
+# Notebooks that set their own thread count for their timings: their cells tagged TIMED need every core.
 ALONE = frozenset({"06_cpu_performance.ipynb"})
+TIMED = "timed"
+# Files whose tests are long and independent (each runs a lesson in a kernel of its own): one unit per test.
+SPREAD = frozenset({"test_core_path.py"})
 
 
 class WholeMachine:
-    """The lock around each test of a worker: exclusive for the tests of an ALONE notebook, shared otherwise.
+    """The lock around each test of a worker: exclusive for what needs every core, shared otherwise.
 
-    A turnstile (a second lock, taken exclusively on the way in) keeps the shared holders from starving a
-    notebook that waits for the exclusive lock: once it waits, new shared holders queue behind it.
+    A turnstile (a second lock, taken exclusively on the way in) keeps the shared holders from starving a test
+    that waits for the exclusive lock: once it waits, new shared holders queue behind it.
     """
 
-    def __init__(self, alone: frozenset[str] = ALONE) -> None:
-        self.alone = alone  # file names
+    def __init__(self, alone: frozenset[str] = ALONE, spread: frozenset[str] = SPREAD) -> None:
+        self.alone, self.spread = alone, spread  # file names
         self.folder: Path | None = None  # the controller's folder for this run
         self._lock = self._turnstile = None
         self._exclusive = False
@@ -52,17 +70,29 @@ class WholeMachine:
             if handle is not None:
                 handle.close()
 
-    def runs_alone(self, item: pytest.Item) -> bool:
-        return item.path.name in self.alone
+    def needs_every_core(self, item: pytest.Item) -> bool:
+        """A cell tagged TIMED of a notebook in ALONE, or a test that runs such a notebook (a parameter names it)."""
+        if item.path.name in self.alone:
+            cell = getattr(item, "cell", None)  # nbval's cell item
+            return cell is not None and TIMED in cell.metadata.get("tags", ())
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        return any(isinstance(value, Path) and value.name in self.alone for value in params.values())
 
     def suite_order(self, item: pytest.Item) -> int:
-        """Files that run alone first, then the notebooks (the longest files), then the unit tests."""
-        if self.runs_alone(item):
+        """ALONE notebooks, the SPREAD tests that run one, the other notebooks, the other SPREAD tests, the rest."""
+        if item.path.name in self.alone:
             return 0
-        return 1 if item.path.suffix == ".ipynb" else 2
+        if item.path.name in self.spread:
+            return 1 if self.needs_every_core(item) else 3
+        return 2 if item.path.suffix == ".ipynb" else 4
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         items.sort(key=self.suite_order)  # a stable sort: each file keeps its order; --no-loadscope-reorder keeps it
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config, log):
+        """`--dist loadfile`, except that each test of a file in SPREAD is a unit of work of its own."""
+        return _spread_scheduler(self.spread, config, log) if config.getvalue("dist") == "loadfile" else None
 
     # --- workers
     def pytest_configure(self, config) -> None:
@@ -75,15 +105,26 @@ class WholeMachine:
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None):
         if self._lock is None:
             return (yield)
-        alone = self.runs_alone(item)
-        if not (alone and self._exclusive):
+        exclusive = self.needs_every_core(item)
+        if not (exclusive and self._exclusive):  # consecutive exclusive tests keep the lock they hold
             fcntl.flock(self._turnstile, fcntl.LOCK_EX)
-            fcntl.flock(self._lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+            fcntl.flock(self._lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             fcntl.flock(self._turnstile, fcntl.LOCK_UN)
-            self._exclusive = alone
+            self._exclusive = exclusive
         try:
             return (yield)
         finally:
-            if not alone or nextitem is None or nextitem.path != item.path:
+            if not exclusive or nextitem is None or not self.needs_every_core(nextitem):
                 fcntl.flock(self._lock, fcntl.LOCK_UN)
                 self._exclusive = False
+
+
+def _spread_scheduler(spread: frozenset[str], config, log):
+    from xdist.scheduler import LoadFileScheduling  # only a controller of xdist workers gets here
+
+    class LoadFileSpread(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:  # the unit of work a test belongs to
+            file = super()._split_scope(nodeid)
+            return nodeid if file.rsplit("/", 1)[-1] in spread else file
+
+    return LoadFileSpread(config, log)
