@@ -14,7 +14,6 @@ the held-out photos (else they go to artifacts/train-srcnn/). The command is `la
 from __future__ import annotations
 
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,19 +148,10 @@ def shipped_path() -> Path:
 
 def output_path(out: str | Path | None = None, replace_shipped: bool = False) -> Path:
     """Where trained weights go: `out`, the shipped data/ file with `replace_shipped`, else artifacts/train-srcnn/."""
-    from . import paths
     from .srcnn import WEIGHTS
+    from .weights import training_output
 
-    if out:
-        out = Path(out)
-        if out.is_dir():
-            raise IsADirectoryError(f"--out '{out}' is a folder: give a file name such as {out / WEIGHTS}")
-        if out.resolve() == shipped_path().resolve():
-            raise ValueError(f"--out points at the shipped data/{WEIGHTS}: say --replace-shipped to replace it")
-        return out
-    if replace_shipped:
-        return shipped_path()
-    return paths.artifacts_dir(ARTIFACTS) / WEIGHTS
+    return training_output(out, replace_shipped, WEIGHTS, ARTIFACTS)
 
 
 def held_out_scores(model) -> list[tuple[str, int, float, float]]:
@@ -199,11 +189,9 @@ def save_trained(model, out: Path, *, replace_shipped: bool = False, scores=None
     mean held-out PSNR is at least the shipped ones'; otherwise they go to artifacts/train-srcnn/
     and `Saved.kept_shipped` says why.
     """
-    import torch
-
     from .paths import artifacts_dir, display_path
     from .srcnn import WEIGHTS
-    from .weights import describe_nonfinite, nonfinite_tensors
+    from .weights import describe_nonfinite, nonfinite_tensors, save_atomically
 
     state = model.state_dict()
     bad = nonfinite_tensors(state)
@@ -218,11 +206,5 @@ def save_trained(model, out: Path, *, replace_shipped: bool = False, scores=None
                     f"the shipped ones {old:.2f} dB (mean over factors {', '.join(map(str, FACTORS))})")
             out = artifacts_dir(ARTIFACTS) / WEIGHTS
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial")
-    try:
-        torch.save(state, partial)
-        os.replace(partial, out)  # the old file stays whole until the new one is
-    finally:
-        partial.unlink(missing_ok=True)
+    save_atomically(state, out)
     return Saved(out, kept)

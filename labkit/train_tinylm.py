@@ -125,18 +125,10 @@ def train(steps: int = 1000, batch: int = 32, length: int = 128, lr: float = 5e-
 
 def output_path(out: str | Path | None = None, replace_shipped: bool = False) -> Path:
     """Where the checkpoint goes: `out`, the shipped data/ file with `replace_shipped`, else artifacts/train-tinylm/."""
-    from . import paths
     from .tinylm import WEIGHTS
+    from .weights import training_output
 
-    shipped = paths.repo_root() / "data" / WEIGHTS
-    if out:
-        out = Path(out)
-        if out.is_dir():
-            raise IsADirectoryError(f"--out '{out}' is a folder: give a file name such as {out / WEIGHTS}")
-        if out.resolve() == shipped.resolve():
-            raise ValueError(f"--out points at the shipped data/{WEIGHTS}: say --replace-shipped to replace it")
-        return out
-    return shipped if replace_shipped else paths.artifacts_dir(ARTIFACTS) / WEIGHTS
+    return training_output(out, replace_shipped, WEIGHTS, ARTIFACTS)
 
 
 @dataclass(frozen=True)
@@ -154,7 +146,7 @@ def save_trained(model: TinyLM, loss: float, out: Path, *, replace_shipped: bool
     held-out loss, is lower than the loss of the weights already there.
     """
     from .tinylm import WEIGHTS, corpus_text, encode, load_weights, split_corpus
-    from .weights import describe_nonfinite, nonfinite_tensors
+    from .weights import describe_nonfinite, nonfinite_tensors, save_atomically
 
     state = model.state_dict()
     bad = nonfinite_tensors(state)
@@ -171,11 +163,5 @@ def save_trained(model: TinyLM, loss: float, out: Path, *, replace_shipped: bool
             return Saved(None, f"not replacing data/{WEIGHTS}: its held-out loss {old:.3f} is not worse than {loss:.3f}")
         note = (f"replacing data/{WEIGHTS} (held-out loss {old:.3f} -> {loss:.3f}); record its new SHA-256 in "
                 "labkit/tinylm.py and data/README.md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")  # the old file stays whole until the new one is
-    try:
-        torch.save({"config": dict(CONFIG), "state_dict": state}, partial)
-        partial.replace(out)
-    finally:
-        partial.unlink(missing_ok=True)
+    save_atomically({"config": dict(CONFIG), "state_dict": state}, out)
     return Saved(out, note)
