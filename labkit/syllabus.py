@@ -78,10 +78,6 @@ class Syllabus:
     def total_minutes(self) -> float:
         return self.intro_minutes + sum(s.minutes for s in self.sections) + sum(e.minutes for e in self.exercises)
 
-    @property
-    def core_sections(self) -> list[int]:
-        return [s.number for s in self.sections if s.core]
-
 
 def _reading_minutes(cell) -> float:
     if cell.cell_type == "markdown":
