@@ -310,15 +310,11 @@ class DivergenceReport:
         first = self.first
         return None if first is None else next(node for node in self._graph.node if first.tensor in node.output)
 
-    def table(self, max_rows: int | None = None) -> str:
+    def table(self) -> str:
         """`STATUS | tensor | op | torch activation | shape` lines, aligned; the first failure is marked."""
-        rows = self.rows if max_rows is None else self.rows[:max_rows]
         first = self.first
-        text = verdict_rows((r.passed, r.tensor, r.op_type, r.torch, str(list(r.shape)),
-                             "<- first divergence" if r is first else "") for r in rows)
-        if max_rows is not None and len(self.rows) > max_rows:
-            text += f"\n... {len(self.rows) - max_rows} more row(s)"
-        return text
+        return verdict_rows((r.passed, r.tensor, r.op_type, r.torch, str(list(r.shape)),
+                             "<- first divergence" if r is first else "") for r in self.rows)
 
     def _suspects(self) -> str:
         node = self.first_node
