@@ -434,16 +434,20 @@ def estimate_memory(model: ModelLike, shapes: Mapping[str, Sequence[int]]) -> Me
 
 # --------------------------------------------------------------------------- the machine
 
-def cpu_name() -> str:
-    """The processor's model name (from /proc/cpuinfo on Linux)."""
+def _cpuinfo(*keys: str) -> list[str]:
+    """The values of /proc/cpuinfo's lines whose key (lower case) is one of `keys`; [] where it cannot be read."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            return [value.strip() for key, _, value in (line.partition(":") for line in info)
+                    if key.strip().lower() in keys]
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return []
+
+
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux)."""
+    names = _cpuinfo("model name")
+    return names[0] if names else platform.processor() or platform.machine()
 
 
 def cpu_facts() -> dict:
@@ -456,15 +460,8 @@ def cpu_flags() -> frozenset | None:
 
     Only Linux publishes them in /proc/cpuinfo; on macOS and Windows this returns None: unknown, not "absent".
     """
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                key = line.split(":", 1)[0].strip().lower()
-                if key in ("flags", "features"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return None
+    flags = _cpuinfo("flags", "features")
+    return frozenset(flags[0].split()) if flags else None
 
 
 def cpu_max_ghz() -> float | None:
@@ -475,11 +472,10 @@ def cpu_max_ghz() -> float | None:
     except (OSError, ValueError):
         pass
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            mhz = [float(line.split(":", 1)[1]) for line in info if line.lower().startswith("cpu mhz")]
-        return max(mhz) / 1e3 if mhz else None
-    except (OSError, ValueError):
+        mhz = [float(value) for value in _cpuinfo("cpu mhz")]
+    except ValueError:
         return None
+    return max(mhz) / 1e3 if mhz else None
 
 
 def load_average() -> tuple | None:
