@@ -23,7 +23,7 @@ _EXPORTS = {
     "OnnxFile": "onnxfile", "input_specs": "onnxfile", "load_model": "onnxfile", "output_specs": "onnxfile",
     "PASSED": "report", "FAILED": "report", "format_table": "report", "status": "report",
     "expect_error": "notebook", "short_warnings": "notebook", "hide_native_stdout": "notebook",
-    "capture_native_stdout": "notebook",
+    "capture_native_stdout": "notebook", "free_memory": "notebook",
     "artifacts_dir": "paths", "data_path": "paths", "display_path": "paths", "repo_root": "paths",
 }
 

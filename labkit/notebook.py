@@ -1,14 +1,18 @@
-"""Notebook plumbing: expected errors that never stop Run All, warnings without machine paths, native output.
+"""Notebook plumbing: expected errors that never stop Run All, warnings without machine paths, native output,
+memory handed back when a section is done.
 
 `clean_env` (a child process's environment) lives in labkit.childenv; Lesson 00 imports it from here.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import os
 import re
 import sys
 import tempfile
+import traceback
 import warnings
 from types import TracebackType
 
@@ -16,7 +20,7 @@ from .childenv import clean_env
 from .report import first_line
 
 __all__ = ["expect_error", "ExpectedError", "short_warnings", "hide_native_stdout", "capture_native_stdout",
-           "clean_env"]
+           "clean_env", "free_memory"]
 
 
 class ExpectedError:
@@ -49,6 +53,7 @@ class ExpectedError:
         if not isinstance(exc, self.types):
             return False
         self.error = exc
+        _forget_frames(exc)
         if self.match is not None and not re.search(self.match, str(exc)):
             raise AssertionError(
                 f"{type(exc).__name__} was raised, but its message does not match {self.match!r}: {self.message}"
@@ -56,6 +61,19 @@ class ExpectedError:
         if self.show:
             print(f"{type(exc).__name__} (expected): {self.message}")
         return True
+
+
+def _forget_frames(error: BaseException | None) -> None:
+    """Clear the locals of every frame the error (and its causes) passed through; keep the error and its message.
+
+    `caught` lives as long as the notebook's kernel, and so would whatever those frames held: an ONNX Runtime
+    session whose `run` raised keeps its copy of the weights (233 MiB for AlexNet) alive through them.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)  # skips the frame still running (the cell itself)
+        error = error.__cause__ or error.__context__
 
 
 def expect_error(*types: type[BaseException], match: str | None = None, show: bool = True) -> ExpectedError:
@@ -105,3 +123,31 @@ def capture_native_stdout():
             os.close(saved)
             log.seek(0)
             captured.text = log.read()
+
+
+def _resident_gib() -> float:
+    """This process's resident memory (Linux; 0.0 elsewhere)."""
+    with contextlib.suppress(OSError):
+        return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS")) / 2**20
+    return 0.0
+
+
+def free_memory() -> str:
+    """After `del`, hand what the kernel no longer uses back to the system; says the kernel's memory before and after.
+
+    Three things keep memory that no name reaches: objects in reference cycles (`gc.collect`); the default
+    exporter's optimizer (onnxscript), whose module-level rewrite rules keep the last graph they matched, with its
+    weights, until the next export (reset here through private attributes: tests/test_notebook_helpers.py fails
+    when onnxscript moves them); and the C heap, which keeps freed pages until asked to trim (glibc's malloc_trim).
+    """
+    before = _resident_gib()
+    with contextlib.suppress(ImportError):
+        from onnxscript.rewriter._matcher import SimplePatternMatcher
+
+        for matcher in [obj for obj in gc.get_objects() if isinstance(obj, SimplePatternMatcher)]:
+            matcher._init_match(0)  # a fresh match result, no current node
+            matcher._graph = matcher._tracer = None
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return f"kernel memory: {before:.2f} GiB -> {_resident_gib():.2f} GiB"

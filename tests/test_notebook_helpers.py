@@ -16,6 +16,27 @@ def test_expect_error_prints_the_first_line_and_lets_the_cell_go_on(capsys):
     assert isinstance(caught.error, ValueError)
 
 
+def test_expect_error_keeps_the_error_but_not_what_its_frames_held():
+    import gc
+    import weakref
+
+    class Session:  # stands for an ONNX Runtime session whose run() raised: it holds the model's weights
+        def run(self):
+            raise ValueError("wrong input") from KeyError("cause")
+
+    def call():
+        session = Session()
+        alive.append(weakref.ref(session))
+        session.run()
+
+    alive = []
+    with labkit.expect_error(ValueError) as caught:
+        call()
+    gc.collect()
+    assert alive[0]() is None, "the caught error's frames still hold the session"
+    assert caught.message == "wrong input" and isinstance(caught.error.__cause__, KeyError)
+
+
 def test_expect_error_fails_when_nothing_is_raised():
     with pytest.raises(AssertionError, match="expected TypeError or KeyError, but the block ran without error"):
         with labkit.expect_error(TypeError, KeyError):
@@ -105,3 +126,22 @@ def test_verdict_rows_align_any_number_of_cells_and_an_empty_last_cell_adds_no_b
     assert verdict_rows([(True, "a", "long detail", ""), (False, "bbb", "d", "<- first")]).splitlines() == [
         "PASSED | a   | long detail",
         "FAILED | bbb | d           | <- first"]
+
+
+@pytest.mark.slow
+def test_free_memory_lets_go_of_the_weights_the_default_exporters_optimizer_kept():
+    """A model exported with the default exporter, then deleted: its weights live on in onnxscript's rewrite rules
+    until free_memory() (which resets their private attributes: when onnxscript moves them, this fails)."""
+    import gc
+    import weakref
+
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
+    weight = weakref.ref(model[0].weight)
+    program = torch.onnx.export(model, (torch.randn(2, 64),), verbose=False)
+    del model, program
+    gc.collect()
+    assert weight() is not None, "onnxscript no longer keeps the last graph: free_memory's reset may go"
+    assert labkit.free_memory().startswith("kernel memory: ")
+    assert weight() is None, "the exported weights are still alive after free_memory()"
