@@ -29,7 +29,8 @@ from whole_machine import WholeMachine
 
 
 def pytest_configure(config):
-    # Global, not only for tests/: its hooks order the whole suite and lock around the notebooks' cells too.
+    # Global, not only for tests/: its hooks order the whole suite, form its units of work under xdist and lock
+    # around the notebooks' cells too.
     config.pluginmanager.register(WholeMachine(), "labkit-whole-machine")
 
 
