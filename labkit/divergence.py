@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import ast
 from collections import Counter, defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx
 
-from .backends import check_backends, prepare_inputs, run_onnx, torch_args
+from .backends import _flatten, check_backends, prepare_inputs, run_onnx, torch_args
 from .compare import check_tolerances, compare_arrays
 from .onnxfile import ModelLike, graph_inputs, load_model
 from .report import format_table, summary_line, verdict_rows
@@ -181,18 +180,6 @@ class Activation:
         return f"{where} {self.kind}" + (f"[{self.index}]" if self.count > 1 else "")
 
 
-def _tensor_leaves(value: Any) -> list:
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [leaf for item in value for leaf in _tensor_leaves(item)]
-    if isinstance(value, Mapping):
-        return [leaf for item in value.values() for leaf in _tensor_leaves(item)]
-    return []
-
-
 def capture_activations(torch_model, inputs: Any) -> list[Activation]:
     """Run `torch_model` once (eval mode, no grad) and record every module's tensor inputs and outputs, in order."""
     import torch
@@ -202,7 +189,7 @@ def capture_activations(torch_model, inputs: Any) -> list[Activation]:
     calls: Counter = Counter()
 
     def record(name: str, kind: str, value: Any) -> None:
-        leaves = _tensor_leaves(value)
+        leaves = [leaf for leaf in _flatten(value) if isinstance(leaf, torch.Tensor)]
         for index, tensor in enumerate(leaves):  # copied: a later in-place op must not change what we saw
             tensor = tensor.detach().cpu().clone()
             if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
