@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .exercises.core import CORRECT, INCORRECT, NOT_ATTEMPTED
+from .exercises.core import CORRECT
 from .paths import HOME_VARIABLE
 from .report import format_table
-from .workspace import NOT_RUN, OUT_OF_DATE, WORKSPACE, ExerciseProgress, read_progress
+from .workspace import NOT_RUN, WORKSPACE, ExerciseProgress, read_progress
 
 __all__ = ["HUB_FOLDER", "UNREADABLE", "NO_WORKSPACE", "Learner", "find_learners", "learner_workspace",
            "LearnerProgress", "read_class", "format_class", "class_csv", "CSV_COLUMNS"]
@@ -27,7 +27,6 @@ __all__ = ["HUB_FOLDER", "UNREADABLE", "NO_WORKSPACE", "Learner", "find_learners
 HUB_FOLDER = "onnx-labkit"            # $HOME/onnx-labkit: the LABKIT_HOME the hub's spawner gives each learner
 UNREADABLE = "unreadable"             # the learner's workspace (or a notebook in it) cannot be read by this user
 NO_WORKSPACE = "no workspace"         # the learner has not logged in yet (nothing copied)
-STATES = (CORRECT, INCORRECT, NOT_ATTEMPTED, NOT_RUN, OUT_OF_DATE, UNREADABLE, NO_WORKSPACE)
 CSV_COLUMNS = ("learner", "lesson", "exercise", "title", "state", "detail", "workspace")
 
 
