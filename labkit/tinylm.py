@@ -9,12 +9,11 @@ same class for the training command, and a test keeps the two identical.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 __all__ = ["WEIGHTS", "WEIGHTS_SHA256", "VOCAB", "encode", "decode", "corpus_text", "split_corpus",
-           "sha256", "load_weights"]
+           "load_weights"]
 
 WEIGHTS = "tinylm_bytes.pt"   # in data/
 WEIGHTS_SHA256 = "26ad790dbeb148b75c55993d602fd01d320e5fe945a70e71f70bb8aac586ac40"
@@ -59,11 +58,6 @@ def split_corpus(text: str) -> tuple[str, str]:
     return text[:cut], text[cut:]
 
 
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def load_weights(path: str | Path | None = None) -> tuple[dict, dict]:
     """(config, state dict) of the shipped weights, or of the file at `path` (checked only when shipped).
 
@@ -73,12 +67,13 @@ def load_weights(path: str | Path | None = None) -> tuple[dict, dict]:
 
     from .paths import data_path
     from .report import first_line
+    from .weights import file_sha256
 
     shipped = path is None
     path = data_path(WEIGHTS) if shipped else Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights at '{path}': train them with `labkit train-tinylm`")
-    if shipped and sha256(path) != WEIGHTS_SHA256:
+    if shipped and file_sha256(path) != WEIGHTS_SHA256:
         raise ValueError(f"data/{WEIGHTS} does not have the SHA-256 recorded in labkit.tinylm.WEIGHTS_SHA256 "
                          f"(and data/README.md): restore it with `git checkout data/{WEIGHTS}`")
     try:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from labkit import paths, tinylm, train_tinylm
+from labkit.weights import file_sha256
 from labkit.commands import train_tinylm as command
 
 NOTEBOOK = "08_tiny_language_model.ipynb"
@@ -53,7 +54,7 @@ def test_the_held_out_part_is_the_last_tenth_of_the_corpus():
 # ------------------------------------------------------------------------ shipped weights
 def test_the_shipped_weights_hash_is_the_one_recorded_in_code_and_in_data_readme():
     path = paths.data_path(tinylm.WEIGHTS)
-    assert tinylm.sha256(path) == tinylm.WEIGHTS_SHA256
+    assert file_sha256(path) == tinylm.WEIGHTS_SHA256
     assert tinylm.WEIGHTS_SHA256 in (paths.repo_root() / "data" / "README.md").read_text(encoding="utf-8")
     assert path.stat().st_size <= 5 * 2**20
 
@@ -152,11 +153,11 @@ def test_non_finite_weights_are_never_written(tmp_path, monkeypatch, shipped):
 
 
 def test_replace_shipped_keeps_the_shipped_file_when_the_new_loss_is_not_better(monkeypatch, shipped, capsys):
-    before = tinylm.sha256(paths.data_path(tinylm.WEIGHTS))
+    before = file_sha256(paths.data_path(tinylm.WEIGHTS))
     monkeypatch.setattr(train_tinylm, "train", lambda **kwargs: (shipped, 99.0))
     assert command.main(_args(replace_shipped=True)) == 1
     assert "not replacing data/tinylm_bytes.pt" in capsys.readouterr().out
-    assert tinylm.sha256(paths.data_path(tinylm.WEIGHTS)) == before
+    assert file_sha256(paths.data_path(tinylm.WEIGHTS)) == before
 
 
 def test_the_command_is_registered_in_the_cli():
