@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from .onnxfile import ModelLike, input_specs, load_model
+from .onnxfile import ModelLike, input_specs, load_model, np_dtype
 
 __all__ = ["Timing", "time_it", "SpeedVerdict", "speed_verdict", "sgemm_peak", "ort_matmul_gflops", "Ceiling", "fp32_ceiling",
            "fma_peak", "FlopCount", "count_flops", "MemoryEstimate", "estimate_memory",
@@ -374,10 +374,8 @@ def count_flops(model: ModelLike, shapes: Mapping[str, Sequence[int]] | None = N
 # --------------------------------------------------------------------------- memory
 
 def _itemsize(elem_type: int) -> int | None:
-    try:
-        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).itemsize if elem_type else None
-    except (KeyError, TypeError, ValueError):
-        return None
+    dtype = np_dtype(elem_type)
+    return None if dtype is None else dtype.itemsize
 
 
 @dataclass(frozen=True)
