@@ -71,13 +71,9 @@ def _cpu_times(text: str) -> tuple[int, int, int] | None:
     return None
 
 
-def _loadavg() -> tuple[float, float, float]:
-    return os.getloadavg()
-
-
 def measure_load(*, sample_s: float = SAMPLE_S, stat_path: str | Path = PROC_STAT,
                  read: Callable[[Path], str] = lambda path: Path(path).read_text(),
-                 loadavg: Callable[[], tuple] = _loadavg, cores: int | None = None) -> MachineLoad:
+                 loadavg: Callable[[], tuple] = lambda: os.getloadavg(), cores: int | None = None) -> MachineLoad:
     """Measure the machine now (takes `sample_s` where /proc/stat exists); what a system lacks is None."""
     cores = cores or os.cpu_count() or 1
     try:
