@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import display_path, repo_root, write_target
+from .paths import display_path, repo_root, shown_path, write_target
 from .report import first_line, status, strip_ansi, summary_line, verdict_rows
 
 __all__ = ["LESSON_PATTERN", "lesson_notebooks", "select_notebooks", "NotebookError", "read_notebook",
@@ -126,13 +126,9 @@ def read_notebook(path: str | Path):
     import nbformat
 
     path = Path(path)
-    try:
-        where = path.resolve().relative_to(repo_root()).as_posix()
-    except ValueError:
-        where = str(path)
 
     def fault(reason: str) -> NotebookError:
-        return NotebookError(f"{where} is not a readable notebook: {reason}")
+        return NotebookError(f"{shown_path(path)} is not a readable notebook: {reason}")
 
     try:
         text = path.read_bytes().decode("utf-8")

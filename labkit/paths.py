@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 __all__ = ["repo_root", "HOME_VARIABLE", "learner_root", "data_path", "artifacts_dir", "display_path", "GENERATED", "KIT_FOLDERS", "kit_folder_of",
-           "write_target"]
+           "write_target", "shown_path"]
 
 # Folders the kit (or its tools) generates and may remove: `make clean` deletes artifacts/, .pytest_cache/ and
 # every __pycache__/; a test checks this list against the Makefile's clean recipe.
@@ -131,3 +131,11 @@ def display_path(path: str | Path) -> str:
         except ValueError:
             continue
     return path.name
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as the learner should read it: relative to the checkout when inside it, else as given."""
+    try:
+        return Path(path).resolve().relative_to(repo_root()).as_posix()
+    except ValueError:
+        return str(path)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .exercises.core import CORRECT, INCORRECT, NOT_ATTEMPTED
-from .paths import GENERATED, display_path, kit_folder_of, learner_root, repo_root, write_target
+from .paths import GENERATED, kit_folder_of, learner_root, repo_root, shown_path, write_target
 from .report import format_table
 
 __all__ = ["WORKSPACE", "MANIFEST", "BACKUP", "NOT_RUN", "OUT_OF_DATE", "default_workspace", "learner_copy",
@@ -53,19 +53,9 @@ def default_workspace() -> Path:
     return learner_root() / WORKSPACE
 
 
-def _shown(path: Path) -> str:
-    """A path as the learner should read it: relative to the checkout when inside it, else as given."""
-    path = Path(path)
-    try:
-        path.resolve().relative_to(repo_root())
-    except ValueError:
-        return str(path)
-    return display_path(path)
-
-
 def _copy_command(number: str, workspace: Path, *options: str) -> str:
     """The `labkit student-copy` command for lesson `number` in `workspace`, quoted for a shell."""
-    out = () if Path(workspace).resolve() == default_workspace().resolve() else ("--out", _shown(workspace))
+    out = () if Path(workspace).resolve() == default_workspace().resolve() else ("--out", shown_path(workspace))
     words = ["labkit", "student-copy", *([number] if number else []), *out, *options]
     return "`" + " ".join(shlex.quote(word) for word in words) + "`"
 
@@ -142,7 +132,7 @@ def check_targets(sources: Sequence[Path], out: str | Path) -> None:
     sources = {Path(s).resolve() for s in sources}
     for source in sorted(sources):
         if (where / source.name).resolve() in sources:
-            raise ValueError(f"refusing to overwrite the source notebook {_shown(source)} with its learner "
+            raise ValueError(f"refusing to overwrite the source notebook {shown_path(source)} with its learner "
                              "copy: choose another --out")
 
 
@@ -213,10 +203,10 @@ def _place(notebook, digest: str, target: Path, out: Path, copies: dict, force: 
     if force:
         backup = _backup(target, out)
         _write(notebook, target, digest, copies, out)
-        return CopyResult(target, "replaced", f"your copy was moved to {_shown(backup)}")
+        return CopyResult(target, "replaced", f"your copy was moved to {shown_path(backup)}")
     if current is not None and generated == digest:
         return CopyResult(target, "kept", "your work; the lesson has not changed since this copy was made")
-    mine = (f"{_shown(target)} is not a readable notebook ({fault}), so it was left as it is" if fault else
+    mine = (f"{shown_path(target)} is not a readable notebook ({fault}), so it was left as it is" if fault else
             "your work")
     return CopyResult(target, "kept", f"{mine}; {_place_beside(notebook, digest, target, out, copies)}")
 
@@ -227,19 +217,19 @@ def _place_beside(notebook, digest: str, target: Path, out: Path, copies: dict) 
     fresh = "a fresh copy" if copies.get(target.name) == digest else "the newer lesson"
     if not beside.exists() and not beside.is_symlink():
         _write(notebook, beside, digest, copies, out)
-        return f"{fresh} is in {_shown(beside)}"
+        return f"{fresh} is in {shown_path(beside)}"
     current, fault = _read_hash(beside)
     if current == digest:
         copies[beside.name] = digest
-        return f"{fresh} is in {_shown(beside)}"
+        return f"{fresh} is in {shown_path(beside)}"
     if current is not None and current == copies.get(beside.name):  # an untouched older lesson: refresh it
         _write(notebook, beside, digest, copies, out)
-        return f"{fresh} replaced the untouched {_shown(beside)}"
+        return f"{fresh} replaced the untouched {shown_path(beside)}"
     if copies.get(beside.name) == digest:  # the learner works in it, and the lesson has not changed since
-        return f"you work in {_shown(beside)}, made from this version of the lesson"
+        return f"you work in {shown_path(beside)}, made from this version of the lesson"
     state = f"is not a readable notebook ({fault})" if fault else "is yours too (you changed or ran it)"
-    return (f"{_shown(beside)} {state}, so the newer lesson was not written: move {_shown(beside)} or "
-            f"{_shown(target)} away and run this again, or run {_copy_command(target.name[:2], out, '--force')} "
+    return (f"{shown_path(beside)} {state}, so the newer lesson was not written: move {shown_path(beside)} or "
+            f"{shown_path(target)} away and run this again, or run {_copy_command(target.name[:2], out, '--force')} "
             f"to move {target.name} to {BACKUP}/ and replace it")
 
 
@@ -276,8 +266,8 @@ def update_workspace(sources: Sequence[Path], out: str | Path | None = None, *, 
 def format_copies(results: Sequence[CopyResult], out: str | Path | None = None) -> str:
     """One aligned row per copy (what happened, the file, a note), then where the copies are and what next."""
     out = default_workspace() if out is None else Path(out)
-    table = format_table(("copy", "file", "note"), [(r.action, _shown(r.path), r.note) for r in results])
-    return (f"{table}\nlearner copies in {_shown(out)}/ (solutions replaced by stubs, outputs cleared); "
+    table = format_table(("copy", "file", "note"), [(r.action, shown_path(r.path), r.note) for r in results])
+    return (f"{table}\nlearner copies in {shown_path(out)}/ (solutions replaced by stubs, outputs cleared); "
             "`make lab` opens workspace/, `labkit progress` shows your checks")
 
 
@@ -436,7 +426,7 @@ def read_progress(workspace: str | Path | None = None, lessons: Sequence[Path] |
 
     workspace = default_workspace() if workspace is None else Path(workspace)
     if not workspace.is_dir():
-        raise FileNotFoundError(f"no workspace at {_shown(workspace)}/: make the learner copies first with "
+        raise FileNotFoundError(f"no workspace at {shown_path(workspace)}/: make the learner copies first with "
                                 f"{_copy_command('', workspace)} (or `make lab`)")
     rows = []
     for source in lesson_notebooks() if lessons is None else lessons:
@@ -451,7 +441,7 @@ def read_progress(workspace: str | Path | None = None, lessons: Sequence[Path] |
         found = _choose_copy(source, workspace)
         if found is None:
             rows += [ExerciseProgress(source.stem, e.number, e.title, NOT_RUN,
-                                      f"no copy in {_shown(workspace)}/: run {_copy_command(number, workspace)}")
+                                      f"no copy in {shown_path(workspace)}/: run {_copy_command(number, workspace)}")
                      for e in exercises]
             continue
         copy, notebook, unreadable = found
