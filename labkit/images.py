@@ -42,9 +42,8 @@ def load_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def show_images(images: Mapping[str, np.ndarray], *, size: float = 3.5, pixelated: bool = False,
-                save_to: str | Path | None = None) -> None:
-    """Show images side by side with their titles (PNG, not compared by nbval); optionally save the figure.
+def show_images(images: Mapping[str, np.ndarray], *, size: float = 3.5, pixelated: bool = False) -> None:
+    """Show images side by side with their titles (PNG, not compared by nbval).
 
     Returns None, so a cell ending with this call shows the picture once and nothing else.
     """
@@ -60,8 +59,6 @@ def show_images(images: Mapping[str, np.ndarray], *, size: float = 3.5, pixelate
         ax.set_title(title)
         ax.axis("off")
     fig.tight_layout()
-    if save_to is not None:
-        fig.savefig(save_to, dpi=100)
     plt.show()
 
 
