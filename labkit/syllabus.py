@@ -120,11 +120,9 @@ def read_syllabus(path: str | Path) -> Syllabus:
                 exercise = ExercisePrompt(int(found.group(1)), found.group(2), found.group(3),
                                           found.group(4) == "core", EXERCISE_BASE_MIN)
                 syllabus.exercises.append(exercise)
-            if exercise is not None:
-                if cell.cell_type == "markdown":
-                    exercise.minutes += _words(cell.source) / READING_WPM
-                else:
-                    exercise.minutes += sum(_code_lines(r) for r in solution_regions(cell.source, path.name))
+            if exercise is not None:  # its prompt is read; its code counts by the lines of its solution
+                exercise.minutes += (_reading_minutes(cell) if cell.cell_type == "markdown" else
+                                     sum(_code_lines(r) for r in solution_regions(cell.source, path.name)))
             continue
         minutes = _reading_minutes(cell)
         if place in ("intro", "summary"):
