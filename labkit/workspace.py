@@ -439,21 +439,18 @@ def read_progress(workspace: str | Path | None = None, lessons: Sequence[Path] |
                                          f"{error}: {_restore(source)}"))
             continue
         found = _choose_copy(source, workspace)
+        copy, notebook, unreadable = found or (source, None, "")
         if found is None:
-            rows += [ExerciseProgress(source.stem, e.number, e.title, NOT_RUN,
-                                      f"no copy in {shown_path(workspace)}/: run {_copy_command(number, workspace)}")
-                     for e in exercises]
-            continue
-        copy, notebook, unreadable = found
-        if notebook is None:
-            rows += [ExerciseProgress(copy.stem, e.number, e.title, NOT_RUN,
-                                      f"{unreadable}: {_copy_command(number, workspace)} writes a fresh copy beside "
-                                      f"it as {_beside(workspace / source.name).name}") for e in exercises]
-            continue
-        if not any(c.cell_type == "code" and c.get("execution_count") for c in notebook.cells):
-            rows += [ExerciseProgress(copy.stem, e.number, e.title, NOT_RUN,
-                                      "this notebook was never run: open it in JupyterLab and run its cells")
-                     for e in exercises]
+            why = f"no copy in {shown_path(workspace)}/: run {_copy_command(number, workspace)}"
+        elif notebook is None:
+            why = (f"{unreadable}: {_copy_command(number, workspace)} writes a fresh copy beside it as "
+                   f"{_beside(workspace / source.name).name}")
+        elif not any(c.cell_type == "code" and c.get("execution_count") for c in notebook.cells):
+            why = "this notebook was never run: open it in JupyterLab and run its cells"
+        else:
+            why = ""
+        if why:  # no copy to read checks from: every exercise of the lesson says why
+            rows += [ExerciseProgress(copy.stem, e.number, e.title, NOT_RUN, why) for e in exercises]
             continue
         outcomes = saved_outcomes(notebook)
         for exercise in exercises:
