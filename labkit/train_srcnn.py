@@ -138,14 +138,6 @@ def train(*, steps: int = 2000, batch: int = 16, patch: int = 48, lr: float = 1e
     return model.eval()
 
 
-def shipped_path() -> Path:
-    """data/srcnn_x234.pth, the weights the lessons load (it need not exist yet)."""
-    from .paths import repo_root
-    from .srcnn import WEIGHTS
-
-    return repo_root() / "data" / WEIGHTS
-
-
 def output_path(out: str | Path | None = None, replace_shipped: bool = False) -> Path:
     """Where trained weights go: `out`, the shipped data/ file with `replace_shipped`, else artifacts/train-srcnn/."""
     from .srcnn import WEIGHTS
@@ -177,7 +169,7 @@ def _shipped_psnr() -> float:
     from .srcnn import load_srcnn
 
     try:
-        return mean_psnr(held_out_scores(load_srcnn(path=shipped_path())))
+        return mean_psnr(held_out_scores(load_srcnn()))  # the shipped data/srcnn_x234.pth
     except (FileNotFoundError, ValueError):
         return -math.inf
 

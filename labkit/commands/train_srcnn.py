@@ -55,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
     rows = [(name, f"x{factor}", f"{ours:.2f}", f"{base:.2f}", f"{ours - base:+.2f}")
             for name, factor, ours, base in scores]
     print(format_table(("photo", "factor", "SRCNN dB", "bicubic dB", "gain"), rows, align="lrrrr"))
-    if saved.path != train_srcnn.shipped_path():
+    if saved.path != train_srcnn.output_path(replace_shipped=True):  # not written over the shipped weights
         where = args.out if args.out and saved.path == out else display_path(saved.path)  # --out as typed
         print(f"to use them: labkit.srcnn.load_srcnn(path='{where}'); "
               "to ship them: labkit train-srcnn --replace-shipped")
