@@ -39,12 +39,10 @@ def check_settings(batches: Sequence[int], *, threads: int | None = None, warmup
     bad = [b for b in batches if not _is_count(b) or b < 1]
     if bad:
         raise ValueError(f"batch sizes must be >= 1, got {bad[0]}")
-    if threads is not None and (not _is_count(threads) or threads < 1):
-        raise ValueError(f"--threads must be >= 1, got {threads}")
-    if not _is_count(warmup) or warmup < 0:
-        raise ValueError(f"--warmup must be >= 0, got {warmup}")
-    if not _is_count(repeat) or repeat < 1:
-        raise ValueError(f"--repeat must be >= 1, got {repeat}")
+    for option, value, least in (("--threads", threads, 1), ("--warmup", warmup, 0), ("--repeat", repeat, 1)):
+        unset = option == "--threads" and value is None  # no --threads: ONNX Runtime's choice
+        if not unset and (not _is_count(value) or value < least):
+            raise ValueError(f"{option} must be >= {least}, got {value}")
     if gflop is not None and not (math.isfinite(gflop) and gflop > 0):
         raise ValueError(f"--gflop must be a number > 0, got {gflop}")
     if max_memory is not None and not (math.isfinite(max_memory) and max_memory > 0):

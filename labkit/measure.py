@@ -70,12 +70,9 @@ def time_it(fn: Callable[[], object], *, warmup: int = 2, repeat: int = 10, item
 
     `progress`, if given, is called after every call (e.g. a tqdm bar's `update`).
     """
-    if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
-    if repeat < 1:
-        raise ValueError(f"repeat must be >= 1, got {repeat}")
-    if items < 1:
-        raise ValueError(f"items must be >= 1, got {items}")
+    for name, value, least in (("warmup", warmup, 0), ("repeat", repeat, 1), ("items", items, 1)):
+        if value < least:
+            raise ValueError(f"{name} must be >= {least}, got {value}")
     for _ in range(warmup):
         fn()
         if progress:
