@@ -80,9 +80,9 @@ lab-instructor: setup
 # Two workers, one notebook per worker (nbval's cells must stay in one kernel: --dist loadfile), except that each
 # test of tests/test_core_path.py (a lesson in a kernel of its own, 6-20 s) is a unit of its own; each worker and its
 # kernels get one thread per core share (tests/conftest.py), so two kernels on two cores do not fight. Lesson 06 pins
-# its own threads for its timings: its cells that time something (tagged `timed`), and its core-path test, run alone;
-# its other cells share the cores. It goes first, then the other notebooks, the core-path tests, the unit tests
-# (tests/whole_machine.py; --no-loadscope-reorder keeps that order).
+# its own threads for its timings, so it and its core-path test run alone (shared with the other worker it took 159 s,
+# alone 59-71 s); they go first, then the other notebooks, the core-path tests, the unit tests (tests/whole_machine.py;
+# --no-loadscope-reorder keeps that order).
 test: setup
 	"$(BIN)/python" -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 

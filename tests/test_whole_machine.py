@@ -1,14 +1,12 @@
-"""`make test` on two workers: the cells that time a lesson run alone, and first; the rest shares the cores.
+"""`make test` on two workers: a notebook that times itself on every core runs alone, and first; the rest shares.
 
 Each case runs a small suite under pytest-xdist in a subprocess, each test (and each notebook cell) recording when
-it started and ended: a notebook that must run alone in its cells tagged `timed`, three files that share the cores,
+it started and ended: a notebook that must run alone, three files that share the cores,
 and a file whose tests spread over the workers, one of which runs the alone notebook. The control is the same suite
 with nothing named alone.
 """
 from __future__ import annotations
 
-import ast
-import inspect
 import subprocess
 import sys
 import textwrap
@@ -16,11 +14,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from whole_machine import ALONE, TIMED
+from whole_machine import ALONE
 
-from labkit import measure
-from labkit.exercises import lesson06
-from labkit.exercises.core import Exercise
 from labkit.notebook import clean_env
 
 TESTS = Path(__file__).parent
@@ -48,18 +43,11 @@ SPREAD_TEST = textwrap.dedent("""
     def test_lesson(path):
         name = "each:alone" if path.name == "z_alone.ipynb" else "each:shared"
 """) + textwrap.indent(textwrap.dedent(RECORD).replace("NAME", "{name}"), "    ")
-# The alone notebook: which of its cells are tagged timed.
-CELLS = [False, True, True, False, True, False]
+CELLS = 4  # of the alone notebook
 
 
 def _alone_notebook(path: Path) -> None:
-    cells = []
-    for timed in CELLS:
-        cell = nbformat.v4.new_code_cell(textwrap.dedent(RECORD).replace(
-            "NAME", "z_alone:timed" if timed else "z_alone:shared"))
-        if timed:
-            cell.metadata["tags"] = [TIMED]
-        cells.append(cell)
+    cells = [nbformat.v4.new_code_cell(textwrap.dedent(RECORD).replace("NAME", "z_alone:cell")) for _ in range(CELLS)]
     nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
 
 
@@ -106,7 +94,7 @@ def _overlaps(a, b) -> bool:
 
 
 def _alone_and_shared(intervals):
-    alone = {"z_alone:timed", "each:alone"}
+    alone = {"z_alone:cell", "each:alone"}
     return [i for i in intervals if i[1] in alone], [i for i in intervals if i[1] not in alone]
 
 
@@ -123,16 +111,13 @@ def whole_suite(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_the_timed_cells_run_alone_while_the_other_cells_and_files_share_the_cores(whole_suite):
+def test_the_alone_notebook_and_the_test_that_runs_it_run_alone_while_the_other_files_share(whole_suite):
     _, intervals = whole_suite
     alone, shared = _alone_and_shared(intervals)
-    assert len(alone) == CELLS.count(True) + 1 and len(shared) == CELLS.count(False) + 3 + 12
+    assert len(alone) == CELLS + 1 and len(shared) == 3 + 12
     overlapping = [(a, b) for a in alone for b in intervals if b is not a and _overlaps(a, b)]
-    assert not overlapping, f"ran beside a timed cell or the test that runs the alone notebook: {overlapping}"
-    untimed = [i for i in shared if i[1] == "z_alone:shared"]
-    others = [i for i in shared if not i[1].startswith("z_alone")]
-    assert any(_overlaps(a, b) for a in untimed for b in others), "the untimed cells did not share the cores"
-    assert any(_overlaps(a, b) for a in others for b in others if a[0] != b[0]), "the other files did not share"
+    assert not overlapping, f"ran beside the alone notebook or the test that runs it: {overlapping}"
+    assert any(_overlaps(a, b) for a in shared for b in shared if a[0] != b[0]), "the other files did not share"
 
 
 @pytest.mark.slow
@@ -157,7 +142,7 @@ def test_each_test_of_a_spread_file_is_a_unit_of_its_own(tmp_path):
 
 @pytest.mark.slow
 def test_with_nothing_named_alone_the_same_suite_overlaps(tmp_path):
-    """The control: the recording sees a timed cell overlap another test when nothing prevents it."""
+    """The control: the recording sees the alone notebook overlap another test when nothing prevents it."""
     intervals = _run_suite(tmp_path, alone=set(), spread={"test_each.py"}, files={"notebook", "each", "shared"})
     alone, shared = _alone_and_shared(intervals)
     assert any(_overlaps(a, b) for a in alone for b in shared)
@@ -171,73 +156,3 @@ def test_the_notebooks_that_pin_their_threads_are_the_ones_that_run_alone():
         if "torch.set_num_threads(" in code:
             pinning.add(path.name)
     assert pinning == ALONE
-
-
-# --- Which cells read a clock. The standard library's clocks; labkit.measure's functions that call one, the
-# functions an exercise module or the lesson itself defines around them, and an exercise whose check() times
-# (found by reading their code); ONNX Runtime's profiler (it times every node); and `labkit bench`.
-# (labkit.lessons.TIMING_CALLS asks another question: whether a lesson as a whole measures time.)
-CLOCKS = {"perf_counter", "perf_counter_ns", "process_time", "monotonic", "time", "timeit"}
-
-
-def _callee(call: ast.Call) -> set[str]:
-    """`f(...)`: {'f'}; `a.f(...)`: {'f', 'a.f'}."""
-    func = call.func
-    if isinstance(func, ast.Attribute):
-        return {func.attr} | ({f"{func.value.id}.{func.attr}"} if isinstance(func.value, ast.Name) else set())
-    return {func.id} if isinstance(func, ast.Name) else set()
-
-
-def _calls(tree: ast.AST, into_definitions: bool):
-    """Every call in `tree`; without `into_definitions`, only those that run when `tree` runs (not in a def)."""
-    for child in ast.iter_child_nodes(tree):
-        if not into_definitions and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
-        if isinstance(child, ast.Call):
-            yield child
-        yield from _calls(child, into_definitions)
-
-
-def _reads_clock(tree: ast.AST, timers: set[str], into_definitions: bool = True) -> bool:
-    for call in _calls(tree, into_definitions):
-        bench = call.args and isinstance(call.args[0], ast.List) and call.args[0].elts \
-            and getattr(call.args[0].elts[0], "value", None) == "bench"
-        if _callee(call) & timers or bench or any(keyword.arg == "enable_profiling" for keyword in call.keywords):
-            return True
-    return False
-
-
-def _timers(tree: ast.AST, known: set[str]) -> set[str]:
-    """`known`, and the functions defined in `tree` that call one of them, however indirectly."""
-    definitions = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    timers = set(known)
-    while new := {node.name for node in definitions if node.name not in timers and _reads_clock(node, timers)}:
-        timers |= new
-    return timers
-
-
-def timing_cells(path: Path) -> list[int]:
-    """The indices of the code cells of the notebook at `path` that time something when they run."""
-    known = _timers(ast.parse(inspect.getsource(measure)), CLOCKS)
-    exercise_timers = _timers(ast.parse(inspect.getsource(lesson06)), known)
-    known |= {f"{name}.check" for name, value in vars(lesson06).items()
-              if isinstance(value, Exercise) and value._check.__name__ in exercise_timers}
-    cells = nbformat.read(path, as_version=4).cells
-    trees = {index: ast.parse(cell.source) for index, cell in enumerate(cells) if cell.cell_type == "code"}
-    timers = _timers(ast.Module(body=[node for tree in trees.values() for node in tree.body], type_ignores=[]), known)
-    return [index for index, tree in trees.items() if _reads_clock(tree, timers, into_definitions=False)]
-
-
-def _first_line(source: str) -> str:
-    return next((line for line in source.splitlines() if not line.startswith("# NBVAL")), "")
-
-
-def test_every_cell_of_lesson_06_that_times_something_is_tagged_to_run_alone():
-    """A timed cell beside another worker's kernel gets noisy figures, and a verdict nbval compares can flip."""
-    path = NOTEBOOKS / "06_cpu_performance.ipynb"
-    cells = nbformat.read(path, as_version=4).cells
-    untagged = [f"cell {index} (id {cells[index].get('id')}): {_first_line(cells[index].source)!r}"
-                for index in timing_cells(path) if TIMED not in cells[index].metadata.get("tags", [])]
-    assert not untagged, (f"these cells of {path.name} time something but lack the cell tag {TIMED!r}, so they "
-                          "would share the cores with another worker; add it to each cell's metadata "
-                          f"(\"tags\": [\"{TIMED}\"]):\n" + "\n".join(untagged))

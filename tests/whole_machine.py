@@ -1,25 +1,23 @@
-"""Under pytest-xdist, the cells that time Lesson 06 run alone; everything else shares the cores.
+"""Under pytest-xdist, Lesson 06 runs alone; everything else shares the cores.
 
-Lesson 06 pins its own thread count (`THREADS = 2`) for every measurement and prints verdicts (which path is
-faster) that nbval compares. Beside another worker's kernel on two cores its timings get noisy and a verdict can
-flip. Only the cells that *measure* need the machine to themselves: they carry the cell tag `timed` (in the cell's
-metadata, which a learner never sees in the notebook view; tests/test_whole_machine.py checks that every cell that
-reads a clock has it). While such a cell runs, the other workers wait between two tests (a lock: one exclusive
-holder, or any number of shared ones). The notebook's other cells (exports, quantization, agreement, plots, the
-verdicts printed from timings taken before) share the cores like any other test.
+Lesson 06 pins its own thread count (`THREADS = 2`) for every measurement and every session it builds. Beside
+another worker's kernel on two cores, each of its parallel ops waits for the thread that shares a core with the
+other kernel (ONNX Runtime's pool spins while it waits): the lesson took 159 s that way, 59-71 s alone, and its
+printed timings and verdicts (not compared by nbval) are then a busy machine's. Taking the machine only for its
+cells that time something was tried and measured slower: its other cells (exports, quantization, agreement on
+200 views, all on two pinned threads) took 139 s in all beside the other worker, against 71 s for the whole lesson
+alone. So while a worker runs it, the other workers wait between two tests (a lock: one exclusive holder, or any
+number of shared ones). A test that runs the lesson's cells in a kernel of its own (test_core_path's test of
+Lesson 06) takes the whole machine too: 62 s beside another worker, 10 s alone.
 
-A test that runs such a notebook's cells in a kernel of its own (test_core_path's test of Lesson 06) takes the
-whole machine too: nothing it times is checked, but pinned to two threads beside another worker it took 62 s,
-alone 10 s.
-
-Order: first what needs the whole machine (the notebooks in ALONE, the tests that run one), so that its waits fall
-on the other worker's short notebook cells, not on a long test; then the other notebooks; then the tests of the
-files in SPREAD; then the other test files. Under `--dist loadfile` each file is one unit of work (nbval's cells
-need one kernel, in order), except the files in SPREAD: each of their tests is a unit of its own, so that their
-long tests spread over the workers (a scheduler of our own, `pytest_xdist_make_scheduler`: xdist's loadgroup
-would do it with marks, but with pytest 9.2 its `xdist_group` marks group nothing, as xdist 3.8 renames the node
-ids through `item._nodeid`, which pytest 9.2 no longer reads). `--no-loadscope-reorder` keeps this order.
-Nothing is skipped or shortened; without xdist (plain `pytest`) no lock is taken.
+Order: first what needs the whole machine (the notebooks in ALONE, the tests that run one), so no worker waits at
+the end; then the other notebooks; then the tests of the files in SPREAD; then the other test files. Under
+`--dist loadfile` each file is one unit of work (nbval's cells need one kernel, in order), except the files in
+SPREAD: each of their tests is a unit of its own, so that their long tests spread over the workers (a scheduler of
+our own, `pytest_xdist_make_scheduler`: xdist's loadgroup would do it with marks, but with pytest 9.2 its
+`xdist_group` marks group nothing, as xdist 3.8 renames the node ids through `item._nodeid`, which pytest 9.2 no
+longer reads). `--no-loadscope-reorder` keeps this order. Nothing is skipped or shortened; without xdist (plain
+`pytest`) no lock is taken.
 
 The controller makes one folder for the lock files of a run and tells the workers (`pytest_configure_node`).
 """
@@ -36,9 +34,8 @@ try:
 except ImportError:  # not a POSIX system: no lock, the workers share the cores as plain xdist does
     fcntl = None
 
-# Notebooks that set their own thread count for their timings: their cells tagged TIMED need every core.
+# Notebooks that set their own thread count for their timings, and so need every core to themselves.
 ALONE = frozenset({"06_cpu_performance.ipynb"})
-TIMED = "timed"
 # Files whose tests are long and independent (each runs a lesson in a kernel of its own): one unit per test.
 SPREAD = frozenset({"test_core_path.py"})
 
@@ -71,10 +68,9 @@ class WholeMachine:
                 handle.close()
 
     def needs_every_core(self, item: pytest.Item) -> bool:
-        """A cell tagged TIMED of a notebook in ALONE, or a test that runs such a notebook (a parameter names it)."""
+        """A cell of a notebook in ALONE, or a test that runs such a notebook (a parameter names it)."""
         if item.path.name in self.alone:
-            cell = getattr(item, "cell", None)  # nbval's cell item
-            return cell is not None and TIMED in cell.metadata.get("tags", ())
+            return True
         params = getattr(getattr(item, "callspec", None), "params", {})
         return any(isinstance(value, Path) and value.name in self.alone for value in params.values())
 
