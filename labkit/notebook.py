@@ -127,8 +127,8 @@ def capture_native_stdout():
 
 def _resident_gib() -> float:
     """This process's resident memory (Linux; 0.0 elsewhere)."""
-    with contextlib.suppress(OSError):
-        return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS")) / 2**20
+    with contextlib.suppress(OSError), open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 2**20
     return 0.0
 
 
@@ -144,7 +144,10 @@ def free_memory() -> str:
     with contextlib.suppress(ImportError):
         from onnxscript.rewriter._matcher import SimplePatternMatcher
 
-        for matcher in [obj for obj in gc.get_objects() if isinstance(obj, SimplePatternMatcher)]:
+        with warnings.catch_warnings():  # isinstance() reads __class__, which some deprecated torch objects warn on
+            warnings.simplefilter("ignore")
+            matchers = [obj for obj in gc.get_objects() if isinstance(obj, SimplePatternMatcher)]
+        for matcher in matchers:
             matcher._init_match(0)  # a fresh match result, no current node
             matcher._graph = matcher._tracer = None
     gc.collect()
