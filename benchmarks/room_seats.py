@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/room_seats.py 00 --learners 3 --threads 1
 
 Each learner is a fresh kernel running the solved lesson top to bottom (lesson_footprint.py's method: nbclient,
-the kernel's own peak resident memory from VmHWM), with its own LABKIT_HOME (a temporary folder, as the hub's
+the kernel's peak and private memory probed around each cell), with its own LABKIT_HOME (a temporary folder, as the hub's
 spawner gives each learner), so their artifacts never mix; disk is what the lesson left in that learner's
 artifacts/. Thread caps as the hub sets them: OMP/MKL/OpenBLAS/ORT_INTRA_OP_NUM_THREADS = --threads (default:
 cores / learners, at least 1) for the learners at once; the learner alone gets the same cap, so the comparison
@@ -28,15 +28,14 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 def one_learner(lesson: str, timeout: int) -> dict:
     """Run the lesson once in this process's LABKIT_HOME; what lesson_footprint measures, as a dict."""
     sys.path.insert(0, str(HERE))
-    from lesson_footprint import folder_bytes, footprint
+    from dataclasses import asdict
+
+    from lesson_footprint import footprint
 
     from labkit.lessons import select_notebooks
-    from labkit.paths import learner_root
 
     [path] = select_notebooks([lesson])
-    seconds, peak_gib, _ = footprint(path, timeout)  # its disk figure reads the checkout's artifacts/: not ours
-    disk = folder_bytes(learner_root() / "artifacts" / path.stem)
-    return {"lesson": path.stem, "seconds": seconds, "peak_gib": peak_gib, "artifacts_mib": disk / 1024**2}
+    return asdict(footprint(path, timeout))  # its artifacts: this learner's LABKIT_HOME
 
 
 def run_learners(lesson: str, count: int, threads: int, timeout: int) -> list[dict]:
@@ -78,14 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     together_start = time.perf_counter()
     together = run_learners(args.lesson, args.learners, threads, args.timeout)
     together_wall = time.perf_counter() - together_start
-    rows = [("alone", f"{alone[0]['seconds']:.0f}", f"{alone[0]['peak_gib']:.2f}", f"{alone[0]['artifacts_mib']:.0f}")]
-    rows += [(f"{args.learners} at once: learner {i + 1}", f"{r['seconds']:.0f}", f"{r['peak_gib']:.2f}",
-              f"{r['artifacts_mib']:.0f}") for i, r in enumerate(together)]
+    def row(run: str, result: dict) -> tuple[str, ...]:
+        return (run, f"{result['seconds']:.0f}", f"{result['peak_gib']:.2f}", f"{result['private_gib']:.2f}",
+                f"{result['artifacts_mib']:.0f}")
+
+    rows = [row("alone", alone[0])] + [row(f"{args.learners} at once: learner {i + 1}", r) for i, r in enumerate(together)]
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"{alone[0]['lesson']}: {cores} cores, {threads} thread(s) per seat; {args.learners} at once took "
           f"{together_wall:.0f} s wall (all done), whole benchmark {time.perf_counter() - start:.0f} s; "
           f"load average after {load}")
-    print(format_table(["run", "run s", "kernel peak GiB", "artifacts MiB"], rows, align="lrrr"))
+    print(format_table(["run", "run s", "kernel peak GiB", "private GiB", "artifacts MiB"], rows, align="lrrrr"))
     return 0
 
 
